@@ -1,0 +1,257 @@
+"""store_batch: the one way communications enter the database.
+
+One transaction per batch, idempotent on (account, provider_message_id), a fixed
+number of set-based queries per batch whatever its size (no per-message round trips).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Protocol
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Max, Min, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from contacts.resolve import AddressToResolve, Resolution, resolve_addresses
+from conversations.attachments import store_content
+from conversations.messages import Address, Direction, ParsedMessage
+from conversations.models import Attachment, Communication, Conversation, Participant, ThreadKey
+from conversations.parsing import clean_text
+from conversations.threading import candidate_keys, conversation_subject
+
+_QUERY_CHUNK = 900
+SNIPPET_LENGTH = 200
+_SPACES = re.compile(r"\s+")
+
+
+class Account(Protocol):
+    """What ingest needs of a connected account (integrations.ProviderAccount provides it)."""
+
+    pk: int
+
+    def own_addresses(self) -> set[str]: ...
+
+
+@dataclass
+class BatchResult:
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    created_ids: list[int] = field(default_factory=list)
+
+    def __iadd__(self, other: BatchResult) -> BatchResult:
+        self.created += other.created
+        self.updated += other.updated
+        self.skipped += other.skipped
+        self.created_ids.extend(other.created_ids)
+        return self
+
+
+@lru_cache(maxsize=8)
+def _ignored_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE) if patterns else None
+
+
+def is_ignored_address(value: str) -> bool:
+    """No-reply, mailer-daemon and similar robots: recorded as participants, never contacts."""
+    pattern = _ignored_patterns(tuple(settings.CRM_IGNORED_SENDER_PATTERNS))
+    return bool(pattern and pattern.search(value))
+
+
+def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
+    return [values[i : i + _QUERY_CHUNK] for i in range(0, len(values), _QUERY_CHUNK)]
+
+
+def _snippet(text: str) -> str:
+    return _SPACES.sub(" ", text[: SNIPPET_LENGTH * 4]).strip()[:SNIPPET_LENGTH]
+
+
+def store_batch(account: Account, messages: Sequence[ParsedMessage]) -> BatchResult:
+    """Stores a batch of parsed messages for one account in one transaction.
+
+    Messages already stored (same account and provider_message_id) are skipped, or
+    counted as updated when their labels or delivery status changed. Callers that
+    advance a sync cursor wrap this call and the cursor save in one outer atomic block.
+    """
+    result = BatchResult()
+    unique: dict[str, ParsedMessage] = {}
+    for message in messages:
+        if message.provider_message_id in unique:
+            result.skipped += 1
+        unique[message.provider_message_id] = message
+    if not unique:
+        return result
+
+    with transaction.atomic():
+        existing = _existing(account, list(unique))
+        new_messages: list[ParsedMessage] = []
+        changed: list[Communication] = []
+        for provider_id, message in unique.items():
+            row = existing.get(provider_id)
+            if row is None:
+                new_messages.append(message)
+            elif list(message.labels) != row.labels or (
+                message.delivery_status and message.delivery_status != row.delivery_status
+            ):
+                row.labels = list(message.labels)
+                row.delivery_status = message.delivery_status or row.delivery_status
+                row.updated_at = timezone.now()
+                changed.append(row)
+            else:
+                result.skipped += 1
+        if changed:
+            Communication.objects.bulk_update(changed, ["labels", "delivery_status", "updated_at"])
+            result.updated = len(changed)
+        if new_messages:
+            result.created_ids = _create(account, new_messages)
+            result.created = len(result.created_ids)
+    return result
+
+
+def _existing(account: Account, provider_ids: list[str]) -> dict[str, Communication]:
+    rows: dict[str, Communication] = {}
+    for chunk in _chunks(provider_ids):
+        for row in Communication.objects.filter(account_id=account.pk, provider_message_id__in=chunk).only(
+            "id", "provider_message_id", "labels", "delivery_status"
+        ):
+            rows[row.provider_message_id] = row
+    return rows
+
+
+def _resolve(messages: list[ParsedMessage], own: set[str]) -> dict[str, Resolution]:
+    wanted: list[AddressToResolve] = []
+    for message in messages:
+        for _role, address in message.participants():
+            if address.value not in own and not is_ignored_address(address.value):
+                wanted.append(AddressToResolve(address.kind.value, address.value, address.display_name))
+    return resolve_addresses(wanted)
+
+
+def _assign_conversations(
+    account: Account, messages: list[ParsedMessage]
+) -> tuple[list[Conversation], dict[str, Conversation]]:
+    """Returns the conversation of each message (new ones unsaved) and the keys not yet stored."""
+    tiers_per_message = [candidate_keys(account.pk, m) for m in messages]
+    all_keys = sorted({k for tiers in tiers_per_message for tier in tiers for k in tier})
+    known: dict[str, Conversation] = {}
+    for chunk in _chunks(all_keys):
+        for key, conversation_id in ThreadKey.objects.filter(key__in=chunk).values_list("key", "conversation_id"):
+            known[key] = Conversation(pk=conversation_id)
+    known_in_database = list(known)
+    assigned: list[Conversation] = []
+    for message, tiers in zip(messages, tiers_per_message, strict=True):
+        conversation = next((known[k] for tier in tiers for k in tier if k in known), None)
+        if conversation is None:
+            conversation = Conversation(
+                subject=clean_text(conversation_subject(message.subject)),
+                channel=message.channel.value,
+            )
+        for tier in tiers:
+            for key in tier:
+                known.setdefault(key, conversation)
+        assigned.append(conversation)
+    in_database = set(known_in_database)
+    return assigned, {k: c for k, c in known.items() if k not in in_database}
+
+
+def _create(account: Account, messages: list[ParsedMessage]) -> list[int]:
+    own = account.own_addresses()
+    resolutions = _resolve(messages, own)
+    conversations, new_keys = _assign_conversations(account, messages)
+    new_conversations = list({id(c): c for c in conversations if c.pk is None}.values())
+    Conversation.objects.bulk_create(new_conversations)
+    ThreadKey.objects.bulk_create(
+        [ThreadKey(key=key, conversation_id=conversation.pk) for key, conversation in new_keys.items()],
+        ignore_conflicts=True,
+    )
+
+    now = timezone.now()
+    rows: list[Communication] = []
+    for message, conversation in zip(messages, conversations, strict=True):
+        direction = message.direction
+        if message.sender is not None and message.sender.value in own:
+            direction = Direction.OUTBOUND
+        rows.append(
+            Communication(
+                account_id=account.pk,
+                conversation_id=conversation.pk,
+                provider_message_id=message.provider_message_id[:255],
+                rfc_message_id=message.rfc_message_id[:512],
+                provider_thread_id=message.provider_thread_id[:255],
+                channel=message.channel.value,
+                direction=direction.value,
+                subject=clean_text(message.subject) if message.subject is not None else None,
+                body_text=clean_text(message.body_text),
+                body_html=clean_text(message.body_html),
+                snippet=clean_text(_snippet(message.body_text)),
+                sent_at=message.sent_at,
+                received_at=message.received_at,
+                in_reply_to=message.in_reply_to[:512],
+                references=list(message.references),
+                labels=list(message.labels),
+                delivery_status=message.delivery_status,
+                raw_size=message.raw_size,
+                parse_warnings=list(message.warnings),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    Communication.objects.bulk_create(rows)
+
+    participants: list[Participant] = []
+    attachments: list[Attachment] = []
+    for message, row in zip(messages, rows, strict=True):
+        for role, address in message.participants():
+            participants.append(_participant(row, role, address, own, resolutions))
+        for parsed in message.attachments:
+            stored_name, sha256, size = store_content(parsed)
+            attachments.append(
+                Attachment(
+                    communication_id=row.pk,
+                    filename=clean_text(parsed.filename)[:255],
+                    content_type=parsed.content_type[:255],
+                    size=size,
+                    sha256=sha256,
+                    content_id=parsed.content_id[:255],
+                    inline=parsed.inline,
+                    stored_name=stored_name,
+                )
+            )
+    Participant.objects.bulk_create(participants)
+    Attachment.objects.bulk_create(attachments)
+    _refresh_conversation_stats({c.pk for c in conversations})
+    return [row.pk for row in rows]
+
+
+def _participant(
+    row: Communication, role: str, address: Address, own: set[str], resolutions: dict[str, Resolution]
+) -> Participant:
+    resolution = resolutions.get(address.value)
+    return Participant(
+        communication_id=row.pk,
+        role=role,
+        kind=address.kind.value,
+        address=address.value[:320],
+        display_name=clean_text(address.display_name)[:200],
+        contact_id=resolution.contact_id if resolution else None,
+        company_id=resolution.company_id if resolution else None,
+        is_owner=address.value in own,
+    )
+
+
+def _refresh_conversation_stats(conversation_ids: set[int]) -> None:
+    ids = sorted(conversation_ids)
+    for start in range(0, len(ids), _QUERY_CHUNK):
+        chunk = ids[start : start + _QUERY_CHUNK]
+        messages = Communication.objects.filter(conversation_id=OuterRef("pk")).values("conversation_id")
+        Conversation.objects.filter(pk__in=chunk).update(
+            message_count=Coalesce(Subquery(messages.annotate(n=Count("id")).values("n")), 0),
+            first_message_at=Subquery(messages.annotate(t=Min("sent_at")).values("t")),
+            last_message_at=Subquery(messages.annotate(t=Max("sent_at")).values("t")),
+        )
+

@@ -1,0 +1,166 @@
+"""Settings for CRMExtender integrations, read from the environment and an optional .env file.
+
+Every variable is listed, with a comment, in .env.example.
+"""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from crmext.envconf import StrictEnv
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+_env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+env = StrictEnv(_env)
+
+DEBUG = env.bool("DEBUG", default=True)
+
+
+def _local_secret(name: str) -> str:
+    """A development secret kept in var/ so that restarts can still decrypt stored credentials."""
+    path = VAR_DIR / name
+    if path.exists():
+        return path.read_text().strip()
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(50)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is false")
+    SECRET_KEY = _local_secret("secret_key")
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+# django-fernet-encrypted-fields derives its keys from SECRET_KEY(+fallbacks) x SALT_KEY;
+# the first salt encrypts, all of them decrypt, so a list rotates.
+SALT_KEY = env.list("SALT_KEY", default=[])
+if not SALT_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SALT_KEY must be set when DEBUG is false")
+    SALT_KEY = [_local_secret("salt_key")]
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "contacts",
+    "conversations",
+    "integrations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "crmext.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "crmext.wsgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web server read while the qcluster worker writes; the timeout
+    # rides out the short write locks instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    )
+    DATABASES["default"].setdefault("TEST", {})
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# --- django-q2 -------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+Q_CLUSTER: dict[str, object] = {
+    "name": env.str("Q_CLUSTER_NAME", default="crmext"),
+    "workers": env.int("Q_WORKERS", default=2, minimum=1),
+    # A sync of a big mailbox is long; the claim in integrations.sync keeps an account on
+    # one worker, so retry must exceed timeout or django-q2 would hand the task out twice.
+    "timeout": env.int("Q_TIMEOUT", default=3600, minimum=60),
+    "retry": env.int("Q_TIMEOUT", default=3600, minimum=60) + 600,
+    "max_attempts": 1,
+    "catch_up": False,
+    "save_limit": 1000,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- CRM behaviour -------------------------------------------------------------------
+CRM_CREATE_CONTACTS = env.bool("CRM_CREATE_CONTACTS", default=True)
+CRM_CREATE_COMPANIES = env.bool("CRM_CREATE_COMPANIES", default=True)
+CRM_EXTRA_FREE_MAIL_DOMAINS = env.list("CRM_EXTRA_FREE_MAIL_DOMAINS", default=[])
+CRM_IGNORED_SENDER_PATTERNS = env.list(
+    "CRM_IGNORED_SENDER_PATTERNS",
+    default=[
+        r"^(no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer[-_.]daemon|postmaster|bounces?)([-+.].*)?@",
+        r"^notifications?@",
+    ],
+)
+CRM_DEFAULT_PHONE_REGION = env.str("CRM_DEFAULT_PHONE_REGION", default="US")
+ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=25 * 1024 * 1024, minimum=0)
+INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=500, minimum=1)
+
+# conversations stores communications per connected account without importing the
+# integrations app (dependencies point integrations -> conversations -> contacts), so the
+# account model is named here, the way AUTH_USER_MODEL names the user model.
+CRM_ACCOUNT_MODEL = "integrations.ProviderAccount"
