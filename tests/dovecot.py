@@ -2,7 +2,7 @@
 
 :class:`DovecotServer` writes a self-contained Dovecot 2.3 configuration into a
 directory of its own, runs the ``dovecot`` master in the foreground as a child
-of the test process, and manages a ``passwd-file`` of ``{PLAIN}`` users.  No
+of the test process, and manages ``passwd-file`` ``{PLAIN}`` users.  No
 system configuration (``/etc/dovecot``) is read or modified.
 
 Requirements: the ``dovecot-imapd`` package (Debian), running as root (Dovecot
@@ -140,6 +140,11 @@ def _pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _sleep_into_next_second() -> None:
+    now = time.time()
+    time.sleep(int(now) + 1 - now + 0.01)
+
+
 def _parse_uid_set(raw: bytes) -> list[int]:
     uids: list[int] = []
     for part in raw.split(b","):
@@ -157,7 +162,7 @@ class DovecotServer:
     Layout::
 
         base_dir/etc/dovecot.conf   generated config (rewritten on every start)
-        base_dir/etc/passwd         passwd-file passdb, ``{PLAIN}`` passwords
+        base_dir/etc/users/<user>   passwd-file passdb, one file per user
         base_dir/run/               Dovecot base_dir (sockets, master.pid)
         base_dir/state/             Dovecot state_dir
         base_dir/log/dovecot.log    everything Dovecot logs
@@ -173,8 +178,9 @@ class DovecotServer:
       users and mail persist across stop/start.
     * :attr:`port` is picked at the first start and kept across restarts
       while it stays free, so clients holding ``(host, port)`` keep working.
-    * :meth:`add_user` / :meth:`set_password` take effect immediately, also
-      while running (Dovecot re-reads passwd-file on change, no auth cache).
+    * :meth:`add_user` takes effect immediately, also while running.
+      :meth:`set_password` / :meth:`remove_user` take effect when they return,
+      which can take up to one second (see :meth:`_write_user_file`).
     """
 
     host: str = "127.0.0.1"
@@ -193,10 +199,7 @@ class DovecotServer:
         self._port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.RLock()
-        self._passwd_mtime_ns = 0
-        self._users: dict[str, str] = {}
-        if self.passwd_path.exists():
-            self._users = self._read_passwd()
+        self._users: dict[str, str] = self._read_users()
 
     # -- paths ---------------------------------------------------------------
 
@@ -222,8 +225,9 @@ class DovecotServer:
         return self.etc_dir / "dovecot.conf"
 
     @property
-    def passwd_path(self) -> pathlib.Path:
-        return self.etc_dir / "passwd"
+    def users_dir(self) -> pathlib.Path:
+        """One passwd-file per user, named after the user."""
+        return self.etc_dir / "users"
 
     @property
     def log_path(self) -> pathlib.Path:
@@ -359,23 +363,31 @@ class DovecotServer:
         with self._lock:
             if name in self._users:
                 raise ValueError(f"user {name!r} already exists")
+            self._write_user_file(name, password)
             self._users[name] = password
-            self._write_passwd()
 
     def set_password(self, name: str, password: str) -> None:
-        """Change an existing user's password (``KeyError`` if unknown)."""
+        """Change an existing user's password (``KeyError`` if unknown).
+
+        Blocks until Dovecot is guaranteed to see the change (<= 1 s).
+        """
         self._validate(name, password)
         with self._lock:
             if name not in self._users:
                 raise KeyError(name)
+            self._write_user_file(name, password)
             self._users[name] = password
-            self._write_passwd()
+            _sleep_into_next_second()
 
     def remove_user(self, name: str) -> None:
-        """Delete a user's login (``KeyError`` if unknown); mail is kept."""
+        """Delete a user's login (``KeyError`` if unknown); mail is kept.
+
+        Blocks until Dovecot is guaranteed to see the change (<= 1 s).
+        """
         with self._lock:
             del self._users[name]
-            self._write_passwd()
+            (self.users_dir / name).unlink(missing_ok=True)
+            _sleep_into_next_second()
 
     def client(
         self, user: str, password: str, *, timeout: float | None = 30.0
@@ -405,32 +417,43 @@ class DovecotServer:
         if not password or any(c in password for c in ":\r\n\0"):
             raise ValueError("password must be non-empty without ':' or line breaks")
 
-    def _read_passwd(self) -> dict[str, str]:
+    def _read_users(self) -> dict[str, str]:
         users: dict[str, str] = {}
-        for line in self.passwd_path.read_text().splitlines():
-            fields = line.split(":")
+        if not self.users_dir.is_dir():
+            return users
+        for path in self.users_dir.iterdir():
+            if path.name.startswith("."):
+                continue
+            fields = path.read_text().split(":")
             if len(fields) >= 2 and fields[1].startswith("{PLAIN}"):
-                users[fields[0]] = fields[1][len("{PLAIN}"):]
+                users[fields[0]] = fields[1].rstrip("\n")[len("{PLAIN}"):]
         return users
 
-    def _write_passwd(self) -> None:
-        self.etc_dir.mkdir(parents=True, exist_ok=True)
-        body = "".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in sorted(self._users.items()))
-        tmp = self.passwd_path.with_name(f".passwd.{os.getpid()}.tmp")
-        tmp.write_text(body)
+    def _write_user_file(self, name: str, password: str) -> None:
+        """Atomically (re)write ``name``'s passwd-file.
+
+        Why one file per user: Dovecot 2.3's passwd-file driver stats a file
+        at most once per second (``passwd_file_sync``: ``last_sync_time ==
+        ioloop_time`` serves the cached copy).  With a single shared file, a
+        user added in the same second as any other login would be rejected.
+        A per-user path (``%u`` in the passdb args) means a new user's file
+        has never been cached, so :meth:`add_user` is instant; rewrites of an
+        existing file are only guaranteed visible from the next second on,
+        which the callers wait for.
+        """
+        self.users_dir.mkdir(parents=True, exist_ok=True)
+        target = self.users_dir / name
+        tmp = self.users_dir / f".{name}.{os.getpid()}.tmp"
+        tmp.write_text(f"{name}:{{PLAIN}}{password}::::::\n")
         tmp.chmod(0o644)
-        # Dovecot reloads passwd-file when (mtime seconds, size) change, so two
-        # same-size writes within one second would go unnoticed: force a
-        # strictly increasing whole-second mtime.
-        now_ns = time.time_ns()
-        now_s = now_ns // 1_000_000_000
-        last_s = self._passwd_mtime_ns // 1_000_000_000
-        if self.passwd_path.exists():
-            last_s = max(last_s, self.passwd_path.stat().st_mtime_ns // 1_000_000_000)
-        mtime_ns = max(now_s, last_s + 1) * 1_000_000_000
-        os.utime(tmp, ns=(mtime_ns, mtime_ns))
-        os.replace(tmp, self.passwd_path)
-        self._passwd_mtime_ns = mtime_ns
+        # Dovecot reloads when (mtime in whole seconds, size) differ from the
+        # cached copy; force a new mtime second so same-length passwords
+        # written within one second are still detected.
+        mtime_s = time.time_ns() // 1_000_000_000
+        if target.exists():
+            mtime_s = max(mtime_s, target.stat().st_mtime_ns // 1_000_000_000 + 1)
+        os.utime(tmp, ns=(mtime_s * 1_000_000_000,) * 2)
+        os.replace(tmp, target)
 
     def _prepare_dirs(self) -> None:
         if len(str(self.run_dir)) > _MAX_RUN_DIR_LEN:
@@ -445,8 +468,8 @@ class DovecotServer:
         ensure_traversable(self.base_dir)
         pw = pwd.getpwnam(MAIL_USER)
         os.chown(self.mail_root, pw.pw_uid, pw.pw_gid)
-        if not self.passwd_path.exists():
-            self._write_passwd()
+        self.users_dir.mkdir(exist_ok=True)
+        self.users_dir.chmod(0o755)
 
     def _write_config(self) -> None:
         assert self._port is not None
@@ -472,7 +495,7 @@ shutdown_clients = yes
 
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {self.passwd_path}
+  args = scheme=PLAIN username_format=%u {self.users_dir}/%u
 }}
 userdb {{
   driver = static

@@ -76,7 +76,7 @@ def test_append_and_search(imap_client: imapclient.IMAPClient) -> None:
 def test_sent_folder_has_special_use_flag(imap_client: imapclient.IMAPClient) -> None:
     sent = [name for flags, _, name in imap_client.list_folders() if b"\\Sent" in flags]
     assert sent == ["Sent"]
-    assert imap_client.find_special_folder(imapclient.SENT) == "Sent"
+    assert imap_client.find_special_folder(imapclient.imapclient.SENT) == "Sent"
 
 
 def test_wrong_password_raises_login_error(imap_user: ImapUser) -> None:

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from conversations.models import Attachment, Communication, Conversation, Participant, ThreadKey
+from conversations.rendering import sanitize_html
+from crmext.pagination import EstimatedCountPaginator
+
+
+class LargeTableAdmin(admin.ModelAdmin):
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
+
+
+class ParticipantInline(admin.TabularInline):
+    model = Participant
+    extra = 0
+    fields = ["role", "kind", "address", "display_name", "contact", "company", "is_owner"]
+    raw_id_fields = ["contact", "company"]
+
+
+class AttachmentInline(admin.TabularInline):
+    model = Attachment
+    extra = 0
+    fields = ["filename", "content_type", "size", "sha256", "inline", "stored_name"]
+    readonly_fields = fields
+
+
+class CommunicationInline(admin.TabularInline):
+    model = Communication
+    extra = 0
+    fields = ["subject", "account", "direction", "sent_at"]
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(LargeTableAdmin):
+    list_display = ["__str__", "channel", "message_count", "last_message_at"]
+    list_filter = ["channel"]
+    search_fields = ["subject"]
+    date_hierarchy = "last_message_at"
+    inlines = [CommunicationInline]
+
+
+@admin.register(Communication)
+class CommunicationAdmin(LargeTableAdmin):
+    list_display = ["__str__", "account", "channel", "direction", "sent_at"]
+    list_filter = ["channel", "direction"]
+    list_select_related = ["account"]
+    search_fields = ["subject", "=rfc_message_id", "=provider_message_id", "=participants__address"]
+    date_hierarchy = "sent_at"
+    raw_id_fields = ["account", "conversation"]
+    inlines = [ParticipantInline, AttachmentInline]
+    readonly_fields = ["preview", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["account", "conversation", "channel", "direction", "subject", "sent_at", "received_at"]}),
+        ("Content", {"fields": ["preview", "snippet", "body_text", "labels", "delivery_status"]}),
+        (
+            "Provider and threading",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "provider_message_id", "provider_thread_id", "rfc_message_id", "in_reply_to",
+                    "references", "raw_size", "parse_warnings", "created_at", "updated_at",
+                ],
+            },
+        ),
+    ]
+
+    def get_urls(self):  # type: ignore[no-untyped-def]
+        preview = self.admin_site.admin_view(self.preview_view)
+        return [
+            path("<int:object_id>/preview/", preview, name="conversations_communication_preview"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """The sanitised message HTML, for the sandboxed iframe on the change page."""
+        communication = get_object_or_404(Communication, pk=object_id)
+        if not self.has_view_permission(request, communication):
+            return HttpResponse(status=403)
+        allow_remote = request.GET.get("remote_images") == "1"
+        body = sanitize_html(communication.body_html, allow_remote_images=allow_remote) if communication.body_html else (
+            format_html("<pre style='white-space:pre-wrap'>{}</pre>", communication.body_text)
+        )
+        response = HttpResponse(f"<!doctype html><meta charset='utf-8'><body>{body}</body>")
+        # Belt and braces behind nh3: nothing in the preview may run or phone home.
+        img_src = "img-src data: cid: https: http:" if allow_remote else "img-src data: cid:"
+        response["Content-Security-Policy"] = f"default-src 'none'; style-src 'unsafe-inline'; {img_src}; sandbox"
+        response["X-Frame-Options"] = "SAMEORIGIN"
+        return response
+
+    @admin.display(description="Preview")
+    def preview(self, obj: Communication) -> str:
+        if obj.pk is None:
+            return "-"
+        url = reverse("admin:conversations_communication_preview", args=[obj.pk])
+        return format_html(
+            '<iframe sandbox src="{}" style="width:100%;height:420px;border:1px solid #ccc" '
+            'title="Message preview"></iframe><br><a href="{}?remote_images=1" target="_blank" '
+            'rel="noopener">Open with remote images</a>',
+            url,
+            url,
+        )
+
+
+@admin.register(Participant)
+class ParticipantAdmin(LargeTableAdmin):
+    list_display = ["address", "role", "display_name", "contact", "company", "communication"]
+    list_filter = ["role", "kind", "is_owner"]
+    list_select_related = ["contact", "company", "communication"]
+    search_fields = ["=address", "display_name"]
+    raw_id_fields = ["communication", "contact", "company"]
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(LargeTableAdmin):
+    list_display = ["filename", "content_type", "size", "inline", "communication"]
+    list_filter = ["inline"]
+    list_select_related = ["communication"]
+    search_fields = ["filename", "=sha256"]
+    raw_id_fields = ["communication"]
+
+
+@admin.register(ThreadKey)
+class ThreadKeyAdmin(LargeTableAdmin):
+    list_display = ["key", "conversation"]
+    search_fields = ["=key"]
+    raw_id_fields = ["conversation"]

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from crmext.pagination import EstimatedCountPaginator
+from integrations.models import ProviderAccount, SyncRun
+
+
+class SyncRunInline(admin.TabularInline):
+    model = SyncRun
+    extra = 0
+    fields = ["kind", "status", "started_at", "finished_at", "fetched", "created", "skipped", "failed", "error"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+    ordering = ["-started_at"]
+    max_num = 0  # history only: no add row
+
+    def get_queryset(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+        return super().get_queryset(request).order_by("-started_at")
+
+
+@admin.register(ProviderAccount)
+class ProviderAccountAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "owner", "provider", "status", "last_synced_at", "next_sync_at"]
+    list_filter = ["provider", "status"]
+    list_select_related = ["owner"]
+    search_fields = ["display_name", "external_address", "owner__username", "owner__email"]
+    autocomplete_fields = ["owner"]
+    # credentials is editable=False and never listed: secrets are not shown, not even masked.
+    readonly_fields = ["has_credentials", "status", "last_error", "sync_cursor", "last_synced_at", "created_at",
+                       "updated_at"]
+    fields = ["owner", "provider", "display_name", "external_address", "config", "has_credentials", "status",
+              "last_error", "sync_cursor", "next_sync_at", "last_synced_at", "created_at", "updated_at"]
+    inlines = [SyncRunInline]
+
+    @admin.display(boolean=True, description="Credentials stored")
+    def has_credentials(self, obj: ProviderAccount) -> bool:
+        return bool(obj.credentials)
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(admin.ModelAdmin):
+    list_display = ["account", "kind", "status", "started_at", "duration", "fetched", "created", "updated",
+                    "skipped", "failed", "api_calls"]
+    list_filter = ["status", "kind"]
+    list_select_related = ["account"]
+    search_fields = ["account__display_name", "account__external_address", "error"]
+    date_hierarchy = "started_at"
+    raw_id_fields = ["account"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
