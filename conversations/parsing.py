@@ -8,6 +8,7 @@ here with explicit charset fallbacks.
 """
 from __future__ import annotations
 
+import binascii
 import codecs
 import datetime as dt
 import email
@@ -15,6 +16,7 @@ import email.header
 import email.utils
 import hashlib
 import re
+from email import errors
 from email.message import Message
 from html.parser import HTMLParser
 
@@ -35,10 +37,20 @@ CHARSET_ALIASES = {
     "us-ascii": "utf-8",
 }
 _NOT_A_CHARSET = {"unknown-8bit", "x-unknown", "unknown", "default", "8bit", ""}
+# Codec names (as codecs.lookup reports them) whose labels are routinely stuck on UTF-8 text.
+# Real Latin-1/cp1252 text practically never forms valid multi-byte UTF-8, so valid UTF-8
+# with non-ASCII bytes under one of these labels is UTF-8.
+_LATIN_CODECS = frozenset(("iso8859-1", "iso8859-15", "cp1252"))
+_CP1252_FALLBACK = "conversations.parsing.cp1252"
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _WHITESPACE = re.compile(r"[ \t\r\f\v]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
+_HTML_SPACE = re.compile(r"\s+")
+# Nothing to read, legitimately: empty groups ("undisclosed-recipients:;") and the null path "<>".
+_NO_ADDRESS = re.compile(r'(?:[^:;<>@",]*:\s*;|<\s*>|[\s,])*')
+_BASE64_DAMAGE = (errors.InvalidBase64CharactersDefect, errors.InvalidBase64LengthDefect)
+_BASE64_ALPHABET = re.compile(rb"[^A-Za-z0-9+/]")
 _MIN_YEAR, _MAX_YEAR = 1970, 2200
 
 MAX_MESSAGE_ID = 512
@@ -55,8 +67,22 @@ def clean_text(value: str) -> str:
     return value
 
 
+def _cp1252_fallback(error: UnicodeError) -> tuple[str, int]:
+    """Decode error handler: reads the bytes UTF-8 rejects as Windows-1252, one run at a time."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return error.object[error.start : error.end].decode("cp1252", errors="replace"), error.end
+
+
+codecs.register_error(_CP1252_FALLBACK, _cp1252_fallback)
+
+
 def decode_bytes(data: bytes, charset: str | None, warnings: list[str] | None = None) -> str:
-    """Decodes with the declared charset, else UTF-8, else Windows-1252 (which never fails)."""
+    """Decodes with the declared charset, else UTF-8, else UTF-8 with Windows-1252 for the bad bytes.
+
+    The last step never fails and keeps the valid UTF-8 of a mostly-UTF-8 text intact
+    (decoding everything as Windows-1252 would turn it into mojibake).
+    """
     label = (charset or "").strip().strip('"').lower()
     candidates: list[str] = []
     if label not in _NOT_A_CHARSET:
@@ -64,18 +90,26 @@ def decode_bytes(data: bytes, charset: str | None, warnings: list[str] | None = 
     candidates.append("utf-8")
     for candidate in candidates:
         try:
-            codecs.lookup(candidate)
-        except LookupError:
+            codec = codecs.lookup(candidate)
+        except (LookupError, ValueError):  # ValueError: a NUL in the label
             if warnings is not None:
-                warnings.append(f"unknown charset {label!r}")
+                warnings.append(f"unknown charset {clean_text(label)[:40]!r}")
             continue
+        if codec.name in _LATIN_CODECS and not data.isascii():
+            try:
+                return clean_text(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                pass
         try:
             return clean_text(data.decode(candidate))
-        except UnicodeDecodeError:
+        except LookupError:  # a bytes-to-bytes codec such as "base64" or "zlib" is no charset
+            if warnings is not None:
+                warnings.append(f"unknown charset {label!r}")
+        except UnicodeError:  # UnicodeDecodeError, and the plain UnicodeError of "idna" & co.
             continue
-    if label and label not in _NOT_A_CHARSET and label not in ("utf-8", "utf8") and warnings is not None:
-        warnings.append(f"text is not valid {label}; read as windows-1252")
-    return clean_text(data.decode("cp1252", errors="replace"))
+    if label not in _NOT_A_CHARSET and warnings is not None:
+        warnings.append(f"text is not valid {clean_text(label)[:40]}; unreadable bytes read as windows-1252")
+    return clean_text(data.decode("utf-8", errors=_CP1252_FALLBACK))
 
 
 def _unsurrogate(value: str) -> str:
@@ -110,7 +144,8 @@ def _header_map(message: Message) -> dict[str, list[str]]:
     headers: dict[str, list[str]] = {}
     for name, value in message.raw_items():
         if isinstance(value, str):
-            headers.setdefault(name.lower(), []).append(_unsurrogate(value))
+            # Cleaned once here so that no header-derived field (ids, labels, addresses) keeps a NUL.
+            headers.setdefault(name.lower(), []).append(clean_text(_unsurrogate(value)))
     return headers
 
 
@@ -130,12 +165,14 @@ def parse_addresses(values: list[str], warnings: list[str]) -> tuple[Address, ..
         pairs = []
     addresses: list[Address] = []
     seen: set[str] = set()
+    warned = False
     for name, raw_address in pairs:
         if not raw_address and not name:
             continue  # group syntax such as "undisclosed-recipients:;"
         value = normalize_email(raw_address)
         if not value:
             warnings.append(f"unreadable address {(name or raw_address)[:80]!r}")
+            warned = True
             continue
         if value in seen:
             continue
@@ -149,6 +186,11 @@ def parse_addresses(values: list[str], warnings: list[str]) -> tuple[Address, ..
             if value and value not in seen:
                 seen.add(value)
                 addresses.append(Address(AddressKind.EMAIL, value))
+    if not addresses and not warned:
+        # getaddresses reads garbage such as ";;;@@@" as empty groups; only real empty groups are silent.
+        for value in unfolded:
+            if not _NO_ADDRESS.fullmatch(value):
+                warnings.append(f"unreadable address {value.strip()[:80]!r}")
     return tuple(addresses)
 
 
@@ -199,31 +241,43 @@ def _references(value: str) -> tuple[str, ...]:
 
 
 class _HtmlText(HTMLParser):
-    """Readable plain text from HTML: block elements become line breaks, scripts vanish."""
+    """Readable plain text from HTML: block elements become line breaks, scripts vanish.
 
-    BLOCK = frozenset("p div br tr li h1 h2 h3 h4 h5 h6 blockquote pre table ul ol hr section article".split())
+    As in a browser, line breaks in the HTML source are just spaces (except inside <pre>):
+    only tags break lines.
+    """
+
+    BLOCK = frozenset("p div tr li h1 h2 h3 h4 h5 h6 blockquote pre table ul ol hr section article".split())
     SKIP = frozenset(("script", "style", "head", "title", "noscript"))
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.skipping = 0
+        self.preformatted = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self.SKIP:
             self.skipping += 1
+        elif tag == "br":  # only here: "<br/>" also calls handle_endtag, and must break once
+            self.parts.append("\n")
         elif tag in self.BLOCK:
             self.parts.append("\n")
+            if tag == "pre":
+                self.preformatted += 1
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self.SKIP:
             self.skipping = max(0, self.skipping - 1)
         elif tag in self.BLOCK:
             self.parts.append("\n")
+            if tag == "pre":
+                self.preformatted = max(0, self.preformatted - 1)
 
     def handle_data(self, data: str) -> None:
         if not self.skipping:
-            self.parts.append(data)
+            # \s also matches the no-break space of "&nbsp;", which should read as a space.
+            self.parts.append(data if self.preformatted else _HTML_SPACE.sub(" ", data))
 
 
 def html_to_text(html: str) -> str:
@@ -244,6 +298,14 @@ class _Bodies:
         self.attachments: list[ParsedAttachment] = []
 
 
+def _safe_filename(name: str) -> str:
+    """A name that is only a name: no directories, not "." or ".." (storage would resolve those)."""
+    name = clean_text(name).strip()
+    if name.strip(". \t") == "":
+        return ""
+    return name[:255]
+
+
 def _part_filename(part: Message, warnings: list[str]) -> str:
     try:
         filename = part.get_filename() or ""
@@ -254,31 +316,50 @@ def _part_filename(part: Message, warnings: list[str]) -> str:
     if "=?" in filename:
         filename = decode_header_value(filename, warnings)
     # Only the last path component: a name like "../../etc/passwd" must stay a name.
-    return clean_text(filename.replace("\\", "/").rsplit("/", 1)[-1].strip())[:255]
+    return _safe_filename(filename.replace("\\", "/").rsplit("/", 1)[-1])
+
+
+def _content_type(part: Message) -> str:
+    return clean_text(_unsurrogate(part.get_content_type()))
 
 
 def _payload_bytes(part: Message, warnings: list[str]) -> bytes:
     try:
         payload = part.get_payload(decode=True)
     except Exception:
-        warnings.append(f"undecodable {part.get_content_type()} part")
+        warnings.append(f"undecodable {_content_type(part)} part")
         return b""
     if payload is None:
         return b""
-    return payload if isinstance(payload, bytes) else str(payload).encode("utf-8", "surrogateescape")
+    if not isinstance(payload, bytes):
+        return str(payload).encode("utf-8", "surrogateescape")
+    damage = [d for d in part.defects if isinstance(d, _BASE64_DAMAGE)]
+    if damage:
+        warnings.append(f"damaged base64 in {_content_type(part)} part")
+        if any(isinstance(d, errors.InvalidBase64LengthDefect) for d in damage):
+            # The stdlib then hands back the still-encoded text; decode the whole quanta instead.
+            encoded = _BASE64_ALPHABET.sub(b"", payload)
+            payload = binascii.a2b_base64(encoded[: len(encoded) - len(encoded) % 4])
+    return payload
 
 
 def _walk(part: Message, bodies: _Bodies, warnings: list[str], depth: int = 0) -> None:
     if depth > 50:
         warnings.append("MIME nesting too deep; rest ignored")
         return
-    content_type = part.get_content_type()
-    if part.is_multipart():
+    content_type = _content_type(part)
+    if part.is_multipart() and not content_type.startswith("message/"):
+        if any(isinstance(d, errors.CloseBoundaryNotFoundDefect) for d in part.defects):
+            warnings.append(f"{content_type} part has no closing boundary (truncated?)")
         payload = part.get_payload()
         for child in payload if isinstance(payload, list) else []:
             if isinstance(child, Message):
                 _walk(child, bodies, warnings, depth + 1)
         return
+    if content_type.startswith("multipart/"):
+        # The parser found no usable boundary and left the body as one string: keep it as text.
+        warnings.append(f"{content_type} part without a usable boundary; read as text")
+        content_type = "text/plain"
     try:
         disposition = part.get_content_disposition()
     except Exception:
@@ -286,6 +367,8 @@ def _walk(part: Message, bodies: _Bodies, warnings: list[str], depth: int = 0) -
     filename = _part_filename(part, warnings)
     content_id = parse_message_id(_unsurrogate(str(part.get("Content-ID", "")))) if part.get("Content-ID") else ""
 
+    # compat32 makes a message/rfc822 part "multipart" (its payload is [inner message]), so this
+    # must come before the multipart walk above would descend into the forwarded message.
     if content_type == "message/rfc822" or (content_type.startswith("message/") and part.is_multipart()):
         inner = part.get_payload()
         inner_message = inner[0] if isinstance(inner, list) and inner else None
@@ -296,7 +379,10 @@ def _walk(part: Message, bodies: _Bodies, warnings: list[str], depth: int = 0) -
             warnings.append("nested message could not be re-serialised")
         if not filename and isinstance(inner_message, Message):
             subject = decode_header_value(_unsurrogate(str(inner_message.get("Subject", ""))), warnings)
-            filename = f"{subject[:100] or 'forwarded message'}.eml"
+            # A subject may hold "/" or "..": it becomes a file name, so no path separators.
+            filename = _safe_filename(f"{subject[:100].replace('/', '_').replace(chr(92), '_')}.eml")
+            if filename == ".eml":
+                filename = "forwarded message.eml"
         bodies.attachments.append(
             ParsedAttachment.from_bytes(filename or "message.eml", "message/rfc822", data, inline=False)
         )
@@ -304,7 +390,11 @@ def _walk(part: Message, bodies: _Bodies, warnings: list[str], depth: int = 0) -
 
     is_body_type = content_type in ("text/plain", "text/html")
     if is_body_type and disposition != "attachment" and not filename:
-        text = decode_bytes(_payload_bytes(part, warnings), part.get_content_charset(), warnings)
+        try:
+            charset = part.get_content_charset()
+        except Exception:  # an undecodable RFC 2231 charset parameter
+            charset = None
+        text = decode_bytes(_payload_bytes(part, warnings), charset, warnings)
         (bodies.text if content_type == "text/plain" else bodies.html).append(text)
         return
 
@@ -331,12 +421,21 @@ def parse_message(raw: bytes, *, provider_message_id: str = "") -> ParsedMessage
     (X-GM-THRID, X-Gmail-Labels) fill the thread id and labels when present.
     """
     warnings: list[str] = []
+    # A byte-order mark or blank lines before the headers (Windows tools, some exports) would
+    # make the stdlib parser read the whole message, headers included, as body.
+    start = 3 if raw.startswith(codecs.BOM_UTF8) else 0
+    while raw.startswith((b"\r\n", b"\n"), start):
+        start += 2 if raw.startswith(b"\r\n", start) else 1
+    if start:
+        warnings.append(f"{start} bytes before the headers skipped")
     try:
-        message = email.message_from_bytes(raw)
+        message = email.message_from_bytes(raw[start:] if start else raw)
     except Exception as error:  # the stdlib parser is lenient; this is a last resort
         warnings.append(f"unparseable message: {type(error).__name__}")
         message = email.message_from_bytes(b"\r\n\r\n" + raw)
     headers = _header_map(message)
+    if not headers and raw.strip():
+        warnings.append("no headers: not an e-mail message?")
 
     rfc_message_id = parse_message_id(_first(headers, "message-id"))
     if not rfc_message_id:

@@ -11,7 +11,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off", ""}
+FALSE_WORDS = {"0", "false", "no", "off"}
 
 
 class StrictEnv:
@@ -21,8 +21,10 @@ class StrictEnv:
         self.env = env
 
     def raw(self, name: str) -> str | None:
+        """The stripped value, or None when unset or empty (an empty line in .env means "default")."""
         value = self.env.str(name, default=None)
-        return None if value is None else value.strip()
+        value = None if value is None else value.strip()
+        return value or None
 
     def str(self, name: str, default: str) -> str:
         value = self.raw(name)
@@ -40,7 +42,7 @@ class StrictEnv:
 
     def int(self, name: str, default: int, minimum: int | None = None) -> int:
         value = self.raw(name)
-        if value is None or value == "":
+        if value is None:
             return default
         try:
             number = int(value)

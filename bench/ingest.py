@@ -1,0 +1,415 @@
+#!/usr/bin/env python
+"""Ingest benchmark: parse_message and store_batch throughput on synthetic mail.
+
+    .venv/bin/python bench/ingest.py [--n 20000] [--batch 500] [--databases sqlite,postgres]
+                                     [--seed 1] [--profile 25]
+
+Each database is measured in a child process of this script (so that DATABASE_URL is set
+before Django starts and peak RSS is that database's alone), on a throwaway database:
+SQLite in a temp file, PostgreSQL in a fresh ``crmext_bench`` database (dropped before
+and after; admin URL from --pg-url / $BENCH_PG_URL). Attachments go to a temp MEDIA_ROOT.
+
+In the child:
+  1. parse only: messages are generated in batches (not timed) and parsed (timed);
+  2. streaming ingest: generate a batch, parse it, store_batch it, drop it; store/s times
+     only the store_batch calls, end-to-end/s times parse + store (generation excluded).
+Nothing ever holds more than one batch, so memory is bounded whatever --n.
+
+This prints figures; it asserts nothing (a failed created-count check is reported).
+--profile N runs store_batch under cProfile and prints the top N functions (the
+timings of that run are inflated by the profiler).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == BENCH_DIR:
+    sys.path[0] = str(REPO_ROOT)  # run as a script: import from the repo root, not bench/
+elif str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+PG_BENCH_DB = "crmext_bench"
+TARGET_PARSE = 2000
+TARGET_STORE_PG = 3000
+TARGET_RSS_MB = 300
+
+
+# ============================================================================ child process
+
+
+def _batches(iterator, size: int):  # type: ignore[no-untyped-def]
+    """Lists of up to ``size`` items, timing how long the iterator took to produce them."""
+    while True:
+        started = time.perf_counter()
+        batch = []
+        for item in iterator:
+            batch.append(item)
+            if len(batch) == size:
+                break
+        if not batch:
+            return
+        yield batch, time.perf_counter() - started
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
+    return peak / 1024 if sys.platform != "darwin" else peak / 1024 / 1024
+
+
+def _server_version() -> str:
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        import sqlite3
+
+        return f"SQLite {sqlite3.sqlite_version}"
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        version = cursor.fetchone()[0]
+    return f"PostgreSQL {version}"
+
+
+def run_child(args: argparse.Namespace) -> None:
+    import hashlib
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "crmext.settings"
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    # Production behaviour: with DEBUG on, Django would keep the SQL of the last 9,000
+    # queries (bulk inserts with bodies inlined) in memory and inflate both time and RSS.
+    settings.DEBUG = False
+
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+
+    from bench.synthetic import OWNER_ADDRESS, OWNER_NAME, generate_messages
+    from contacts.models import Company, Contact
+    from conversations.ingest import store_batch
+    from conversations.models import Attachment, Communication, Conversation, Participant, ThreadKey
+    from conversations.parsing import parse_message
+    from integrations.models import ProviderAccount
+
+    rss_start = _peak_rss_mb()
+    started = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    migrate_s = time.perf_counter() - started
+    server = _server_version()
+
+    owner = get_user_model().objects.create_user("bench", email=OWNER_ADDRESS, password="bench-pw-123")
+    account = ProviderAccount.objects.create(
+        owner=owner, provider="mbox", display_name=OWNER_NAME, external_address=OWNER_ADDRESS
+    )
+    label = args.child
+    n, size = args.n, args.batch
+
+    # 1. Parse only.
+    generate_s = parse_s = 0.0
+    distinct: set[int] = set()  # 8-byte digests of provider ids: ~5 MB at 100k
+    parsed_count = warnings = 0
+    for raw_batch, generated in _batches(generate_messages(n, args.seed), size):
+        generate_s += generated
+        t0 = time.perf_counter()
+        parsed = [parse_message(raw) for raw in raw_batch]
+        parse_s += time.perf_counter() - t0
+        parsed_count += len(parsed)
+        for message in parsed:
+            warnings += bool(message.warnings)
+            digest = hashlib.blake2b(message.provider_message_id.encode(), digest_size=8).digest()
+            distinct.add(int.from_bytes(digest, "big"))
+        del parsed, raw_batch
+    expected = len(distinct)
+    del distinct
+    rss_after_parse = _peak_rss_mb()
+    print(f"[{label}] parse pass done: {parsed_count} messages in {parse_s:.1f}s", file=sys.stderr, flush=True)
+
+    # 2. Streaming ingest: parse a batch, store it, drop it.
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    e2e_parse_s = store_s = 0.0
+    created = updated = skipped = 0
+    done = 0
+    batch_times: list[float] = []
+    next_report = n // 10 or n
+    for raw_batch, _generated in _batches(generate_messages(n, args.seed), size):
+        t0 = time.perf_counter()
+        parsed = [parse_message(raw) for raw in raw_batch]
+        t1 = time.perf_counter()
+        del raw_batch
+        if profiler is not None:
+            profiler.enable()
+        result = store_batch(account, parsed)
+        if profiler is not None:
+            profiler.disable()
+        t2 = time.perf_counter()
+        e2e_parse_s += t1 - t0
+        store_s += t2 - t1
+        batch_times.append(t2 - t1)
+        created += result.created
+        updated += result.updated
+        skipped += result.skipped
+        done += len(parsed)
+        del parsed, result
+        if done >= next_report:
+            print(
+                f"[{label}] stored {done}/{n}  ({done / store_s:,.0f} msg/s store so far,"
+                f" last batch {batch_times[-1] * 1000:.0f} ms, peak RSS {_peak_rss_mb():.0f} MB)",
+                file=sys.stderr,
+                flush=True,
+            )
+            next_report += n // 10 or n
+
+    media = Path(settings.MEDIA_ROOT) / "attachments"
+    stored_files = sum(1 for p in media.rglob("*") if p.is_file()) if media.exists() else 0
+    counts = {
+        "communications": Communication.objects.filter(account=account).count(),
+        "conversations": Conversation.objects.count(),
+        "thread_keys": ThreadKey.objects.count(),
+        "participants": Participant.objects.count(),
+        "contacts": Contact.objects.count(),
+        "companies": Company.objects.count(),
+        "attachments": Attachment.objects.count(),
+        "attachment_files": stored_files,
+    }
+    third = max(1, len(batch_times) // 3)
+    result_data = {
+        "database": label,
+        "server": server,
+        "n": n,
+        "batch": size,
+        "migrate_s": migrate_s,
+        "generate_s": generate_s,
+        "parse_s": parse_s,
+        "e2e_parse_s": e2e_parse_s,
+        "store_s": store_s,
+        "first_third_store_batch_ms": 1000 * sum(batch_times[:third]) / third,
+        "last_third_store_batch_ms": 1000 * sum(batch_times[-third:]) / third,
+        "created": created,
+        "updated": updated,
+        "skipped": skipped,
+        "expected": expected,
+        "messages_with_warnings": warnings,
+        "counts": counts,
+        "rss_start_mb": rss_start,
+        "rss_after_parse_mb": rss_after_parse,
+        "peak_rss_mb": _peak_rss_mb(),
+        "vendor": connection.vendor,
+    }
+    connection.close()
+    Path(args.result).write_text(json.dumps(result_data))
+
+    if profiler is not None:
+        import io
+        import pstats
+
+        for order in ("tottime", "cumulative"):
+            out = io.StringIO()
+            stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order)
+            stats.print_stats(args.profile)
+            print(f"\n===== [{label}] store_batch profile, top {args.profile} by {order} =====")
+            print(out.getvalue().split("\n", 4)[-1].strip("\n"))
+        if args.profile_out:
+            profiler.dump_stats(f"{args.profile_out}.{label}")
+
+
+# ============================================================================ parent process
+
+
+def _pg_url(database: str) -> str:
+    parts = urlsplit(PG_ADMIN_URL)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _machine() -> list[str]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        total_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {total_kb / 1024 / 1024:.1f} GB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return [
+        f"machine : {platform.machine()} {cpu or platform.processor()}, nproc={usable}{memory}",
+        f"os      : {platform.platform()}",
+        f"python  : {platform.python_implementation()} {platform.python_version()}",
+    ]
+
+
+def _run_database(database: str, args: argparse.Namespace, workdir: Path) -> dict | None:
+    env = dict(os.environ)
+    env["MEDIA_ROOT"] = str(workdir / "media")
+    env.setdefault("LOG_LEVEL", "WARNING")
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    if database == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    elif database in ("postgres", "postgresql"):
+        _pg_admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
+        _pg_admin(f'CREATE DATABASE "{PG_BENCH_DB}"')
+        env["DATABASE_URL"] = _pg_url(PG_BENCH_DB)
+    else:
+        raise SystemExit(f"unknown database {database!r} (use sqlite, postgres)")
+    result_path = workdir / "result.json"
+    command = [
+        sys.executable, str(Path(__file__).resolve()), "--child", database,
+        "--n", str(args.n), "--batch", str(args.batch), "--seed", str(args.seed), "--result", str(result_path),
+    ]  # fmt: skip
+    if args.profile:
+        command += ["--profile", str(args.profile)]
+        if args.profile_out:
+            command += ["--profile-out", args.profile_out]
+    try:
+        completed = subprocess.run(command, env=env, cwd=REPO_ROOT)
+    finally:
+        if database != "sqlite":
+            try:
+                _pg_admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
+            except Exception as error:  # report, do not hide the benchmark's own error
+                print(f"warning: could not drop {PG_BENCH_DB}: {error}", file=sys.stderr)
+    if completed.returncode != 0 or not result_path.exists():
+        print(f"[{database}] failed (exit {completed.returncode})", file=sys.stderr)
+        return None
+    return json.loads(result_path.read_text())
+
+
+def _rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:,.0f}" if seconds > 0 else "-"
+
+
+def _print_report(results: list[dict], args: argparse.Namespace, profiled: bool) -> None:
+    print()
+    for line in _machine():
+        print(line)
+    for r in results:
+        print(f"{r['database']:<8}: {r['server']}")
+    print(
+        f"workload: {args.n:,} synthetic messages (seed {args.seed}), store_batch batches of {args.batch}"
+        + ("  [PROFILED: rates inflated by cProfile]" if profiled else "")
+    )
+    print()
+    header = ("database", "parse/s", "store/s", "end-to-end/s", "created / distinct", "peak RSS")
+    rows = []
+    for r in results:
+        check = "OK" if r["created"] == r["expected"] == r["counts"]["communications"] else "MISMATCH"
+        rows.append(
+            (
+                r["database"],
+                _rate(r["n"], r["parse_s"]),
+                _rate(r["n"], r["store_s"]),
+                _rate(r["n"], r["e2e_parse_s"] + r["store_s"]),
+                f"{r['created']:,} / {r['expected']:,} {check}",
+                f"{r['peak_rss_mb']:.0f} MB",
+            )
+        )
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    print()
+    for r in results:
+        c = r["counts"]
+        print(
+            f"{r['database']}: parse {r['parse_s']:.1f}s, store {r['store_s']:.1f}s "
+            f"(avg batch {r['first_third_store_batch_ms']:.0f} ms in the first third, "
+            f"{r['last_third_store_batch_ms']:.0f} ms in the last), generator {_rate(r['n'], r['generate_s'])}/s "
+            f"(not counted), migrate {r['migrate_s']:.1f}s; RSS {r['rss_start_mb']:.0f} MB after setup, "
+            f"{r['rss_after_parse_mb']:.0f} MB after the parse pass"
+        )
+        print(
+            f"{' ' * len(r['database'])}  rows: {c['communications']:,} communications, {c['conversations']:,} "
+            f"conversations, {c['thread_keys']:,} thread keys, {c['participants']:,} participants, "
+            f"{c['contacts']:,} contacts, {c['companies']:,} companies, {c['attachments']:,} attachments "
+            f"({c['attachment_files']:,} files); updated {r['updated']}, skipped {r['skipped']}, "
+            f"messages with parse warnings {r['messages_with_warnings']}"
+        )
+    print()
+    print("targets (reported, not asserted):")
+    for r in results:
+        parse_rate = r["n"] / r["parse_s"]
+        marks = [f"parse {parse_rate:,.0f}/s {'meets' if parse_rate >= TARGET_PARSE else 'MISSES'} >= {TARGET_PARSE:,}"]
+        if r["vendor"] == "postgresql":
+            store_rate = r["n"] / r["store_s"]
+            verdict = "meets" if store_rate >= TARGET_STORE_PG else "MISSES"
+            marks.append(f"store {store_rate:,.0f}/s {verdict} >= {TARGET_STORE_PG:,}")
+        if r["n"] >= 100_000:
+            verdict = "meets" if r["peak_rss_mb"] < TARGET_RSS_MB else "MISSES"
+            marks.append(f"peak RSS {r['peak_rss_mb']:.0f} MB {verdict} < {TARGET_RSS_MB} MB at {r['n']:,}")
+        else:
+            marks.append(f"(RSS target applies at 100k; run --n 100000)")
+        print(f"  {r['database']:<8}: " + "; ".join(marks))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=20000, help="messages to ingest (default 20000)")
+    parser.add_argument("--batch", type=int, default=500, help="messages per store_batch call (default 500)")
+    parser.add_argument("--databases", default="sqlite,postgres", help="comma-separated: sqlite,postgres")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile store_batch, print top N")
+    parser.add_argument("--profile-out", default="", help="also dump the raw profile to PATH.<database>")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.n < 1 or args.batch < 1:
+        parser.error("--n and --batch must be positive")
+
+    if args.child:
+        run_child(args)
+        return
+
+    databases = [d.strip().lower() for d in args.databases.split(",") if d.strip()]
+    results = []
+    for database in databases:
+        workdir = Path(tempfile.mkdtemp(prefix=f"crmext-bench-{database}-"))
+        try:
+            print(f"== {database}: {args.n:,} messages, batch {args.batch} ...", file=sys.stderr, flush=True)
+            result = _run_database(database, args, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if result is not None:
+            results.append(result)
+    if results:
+        _print_report(results, args, profiled=bool(args.profile))
+    if len(results) < len(databases):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

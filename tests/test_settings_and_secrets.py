@@ -1,0 +1,121 @@
+"""Settings fail loudly; credentials are encrypted at rest and rotate; ensure_admin."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.db import connection
+
+from crmext.envconf import StrictEnv
+from integrations.models import ProviderAccount
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Env:
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    def str(self, name: str, default=None):
+        return self.values.get(name, default)
+
+
+@pytest.mark.parametrize("raw,expected", [("true", True), ("False", False), ("1", True), ("off", False)])
+def test_bool_accepts_true_and_false(raw, expected):
+    assert StrictEnv(_Env({"FLAG": raw})).bool("FLAG", default=not expected) is expected
+
+
+def test_bool_rejects_garbage_naming_the_variable():
+    with pytest.raises(ImproperlyConfigured, match="DEBUG must be true or false"):
+        StrictEnv(_Env({"DEBUG": "yes please"})).bool("DEBUG", default=False)
+
+
+def test_int_rejects_garbage_naming_the_variable():
+    with pytest.raises(ImproperlyConfigured, match="Q_WORKERS must be a whole number"):
+        StrictEnv(_Env({"Q_WORKERS": "two"})).int("Q_WORKERS", default=1)
+    with pytest.raises(ImproperlyConfigured, match="Q_WORKERS must be at least 1"):
+        StrictEnv(_Env({"Q_WORKERS": "0"})).int("Q_WORKERS", default=1, minimum=1)
+
+
+def test_bad_setting_stops_start_up_with_its_name():
+    env = {**os.environ, "DEBUG": "maybe"}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "DEBUG must be true or false, got 'maybe'" in result.stderr
+
+
+def test_production_refuses_to_start_without_secret_key():
+    env = {**os.environ, "DEBUG": "false", "SECRET_KEY": "", "SALT_KEY": "salt"}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.django_db
+def test_credentials_are_encrypted_at_rest(account):
+    account.credentials = {"password": "hunter2-very-secret", "port": 993}
+    account.save()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT credentials FROM integrations_provideraccount WHERE id = %s", [account.pk])
+        stored = cursor.fetchone()[0]
+    assert "hunter2" not in stored and "password" not in stored
+    assert ProviderAccount.objects.get(pk=account.pk).credentials == {"password": "hunter2-very-secret", "port": 993}
+
+
+@pytest.mark.django_db
+def test_credentials_survive_key_rotation(account, settings):
+    account.credentials = {"token": "abc"}
+    account.save()
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "a-brand-new-secret-key-for-rotation-test-0123456789"
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    field = ProviderAccount._meta.get_field("credentials")
+    field.__dict__.pop("keys", None)
+    field.__dict__.pop("f", None)
+    try:
+        assert ProviderAccount.objects.get(pk=account.pk).credentials == {"token": "abc"}
+        settings.SECRET_KEY_FALLBACKS = []
+        field.__dict__.pop("keys", None)
+        field.__dict__.pop("f", None)
+        with pytest.raises(ImproperlyConfigured, match="cannot be decrypted"):
+            ProviderAccount.objects.get(pk=account.pk)
+    finally:
+        field.__dict__.pop("keys", None)
+        field.__dict__.pop("f", None)
+
+
+@pytest.mark.django_db
+def test_ensure_admin_generates_a_password_once(monkeypatch):
+    monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
+    monkeypatch.setenv("ADMIN_USERNAME", "boss")
+    out = io.StringIO()
+    call_command("ensure_admin", stdout=out)
+    password = out.getvalue().split("password: ")[1].split()[0]
+    assert get_user_model().objects.get(username="boss").check_password(password)
+    again = io.StringIO()
+    call_command("ensure_admin", stdout=again)
+    assert again.getvalue() == ""
+    assert get_user_model().objects.filter(is_superuser=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_ensure_admin_uses_the_configured_password(monkeypatch):
+    monkeypatch.setenv("ADMIN_USERNAME", "boss")
+    monkeypatch.setenv("ADMIN_PASSWORD", "configured-pw-123")
+    out = io.StringIO()
+    call_command("ensure_admin", stdout=out)
+    assert "configured-pw-123" not in out.getvalue()
+    assert get_user_model().objects.get(username="boss").check_password("configured-pw-123")
+
+
+def test_empty_values_mean_default():
+    env = StrictEnv(_Env({"A": "", "B": "  ", "C": ""}))
+    assert env.bool("A", default=True) is True
+    assert env.list("B", default=["x"]) == ["x"]
+    assert env.int("C", default=7) == 7
