@@ -93,6 +93,16 @@ def run_child(args: argparse.Namespace) -> None:
     django.setup()
     from django.conf import settings
 
+    if args.pg_option and settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # Experiments only (e.g. server_side_binding=true): the project's settings stay the reference.
+        options = settings.DATABASES["default"].setdefault("OPTIONS", {})
+        for item in args.pg_option:
+            key, _, value = item.partition("=")
+            try:
+                options[key] = json.loads(value)
+            except ValueError:
+                options[key] = value
+        print(f"[{args.child}] experimental OPTIONS {options}", file=sys.stderr, flush=True)
     # Production behaviour: with DEBUG on, Django would keep the SQL of the last 9,000
     # queries (bulk inserts with bodies inlined) in memory and inflate both time and RSS.
     settings.DEBUG = False
@@ -147,6 +157,26 @@ def run_child(args: argparse.Namespace) -> None:
         import cProfile
 
         profiler = cProfile.Profile()
+    query_times: dict[str, list[float]] = {}
+    if args.queries:
+        import re
+
+        kind_re = re.compile(r"\s*(\w+(?: OR IGNORE)?(?: INTO| FROM)?)")
+        table_re = re.compile(r'"(\w+)"')
+
+        def timed(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+            kind, table = kind_re.match(sql), table_re.search(sql)
+            verb = kind.group(1).upper() if kind else "?"
+            key = verb if verb in ("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK") else f"{verb} {table.group(1) if table else ''}"
+            t = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                entry = query_times.setdefault(key, [0, 0.0])
+                entry[0] += 1
+                entry[1] += time.perf_counter() - t
+
+        connection.execute_wrappers.append(timed)
     e2e_parse_s = store_s = 0.0
     created = updated = skipped = 0
     done = 0
@@ -180,6 +210,12 @@ def run_child(args: argparse.Namespace) -> None:
             )
             next_report += n // 10 or n
 
+    if args.queries:
+        connection.execute_wrappers.remove(timed)
+        print(f"\n===== [{label}] SQL time inside store_batch ({store_s:.2f}s in all), by statement =====")
+        for key, (count, seconds) in sorted(query_times.items(), key=lambda kv: -kv[1][1]):
+            print(f"  {seconds:8.2f}s {100 * seconds / store_s:5.1f}%  {count:6d}x  {key}")
+        print(f"  {sum(v[1] for v in query_times.values()):8.2f}s total in cursor.execute")
     media = Path(settings.MEDIA_ROOT) / "attachments"
     stored_files = sum(1 for p in media.rglob("*") if p.is_file()) if media.exists() else 0
     counts = {
@@ -289,6 +325,10 @@ def _run_database(database: str, args: argparse.Namespace, workdir: Path) -> dic
         sys.executable, str(Path(__file__).resolve()), "--child", database,
         "--n", str(args.n), "--batch", str(args.batch), "--seed", str(args.seed), "--result", str(result_path),
     ]  # fmt: skip
+    if args.queries:
+        command.append("--queries")
+    for option in args.pg_option:
+        command += ["--pg-option", option]
     if args.profile:
         command += ["--profile", str(args.profile)]
         if args.profile_out:
@@ -321,6 +361,8 @@ def _print_report(results: list[dict], args: argparse.Namespace, profiled: bool)
         f"workload: {args.n:,} synthetic messages (seed {args.seed}), store_batch batches of {args.batch}"
         + ("  [PROFILED: rates inflated by cProfile]" if profiled else "")
     )
+    if args.pg_option:
+        print(f"EXPERIMENT: PostgreSQL OPTIONS {args.pg_option} (not the project's settings)")
     print()
     header = ("database", "parse/s", "store/s", "end-to-end/s", "created / distinct", "peak RSS")
     rows = []
@@ -384,6 +426,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile store_batch, print top N")
     parser.add_argument("--profile-out", default="", help="also dump the raw profile to PATH.<database>")
+    parser.add_argument("--queries", action="store_true", help="time SQL inside store_batch by statement")
+    parser.add_argument(
+        "--pg-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="experiment: add to the PostgreSQL DATABASES OPTIONS (value read as JSON if it parses),"
+        " e.g. server_side_binding=true or options='-c synchronous_commit=off'",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -5,6 +5,7 @@ number of set-based queries per batch whatever its size (no per-message round tr
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from django.utils import timezone
 from contacts.resolve import AddressToResolve, Resolution, resolve_addresses
 from conversations.attachments import store_content
 from conversations.messages import Address, Direction, ParsedMessage
-from conversations.models import Attachment, Communication, Conversation, Participant, ThreadKey
+from conversations.models import Attachment, Communication, Conversation, MessageRef, Participant, ThreadKey
 from conversations.parsing import clean_text
 from conversations.threading import candidate_keys, conversation_subject
 
@@ -71,18 +72,27 @@ def _snippet(text: str) -> str:
     return _SPACES.sub(" ", text[: SNIPPET_LENGTH * 4]).strip()[:SNIPPET_LENGTH]
 
 
-def store_batch(account: Account, messages: Sequence[ParsedMessage]) -> BatchResult:
+def store_batch(account: Account, messages: Sequence[ParsedMessage], *, merge_labels: bool = False) -> BatchResult:
     """Stores a batch of parsed messages for one account in one transaction.
 
     Messages already stored (same account and provider_message_id) are skipped, or
-    counted as updated when their labels or delivery status changed. Callers that
-    advance a sync cursor wrap this call and the cursor save in one outer atomic block.
+    counted as updated when their labels, read/starred state or delivery status changed,
+    or when they come back after a soft delete. With ``merge_labels`` (folder-based
+    providers, where each copy names one folder) labels are added to the stored ones
+    instead of replacing them. Every message's ``ref`` is recorded. Callers that advance
+    a sync cursor wrap this call and the cursor save in one outer atomic block.
     """
     result = BatchResult()
     unique: dict[str, ParsedMessage] = {}
+    refs: list[tuple[str, str, str]] = []  # (provider id, ref, label)
     for message in messages:
-        if message.provider_message_id in unique:
+        if message.ref:
+            refs.append((message.provider_message_id, message.ref, message.labels[0] if message.labels else ""))
+        previous = unique.get(message.provider_message_id)
+        if previous is not None:
             result.skipped += 1
+            if merge_labels:
+                message = dataclasses.replace(message, labels=_merged(previous.labels, message.labels))
         unique[message.provider_message_id] = message
     if not unique:
         return result
@@ -95,29 +105,140 @@ def store_batch(account: Account, messages: Sequence[ParsedMessage]) -> BatchRes
             row = existing.get(provider_id)
             if row is None:
                 new_messages.append(message)
-            elif list(message.labels) != row.labels or (
-                message.delivery_status and message.delivery_status != row.delivery_status
-            ):
-                row.labels = list(message.labels)
-                row.delivery_status = message.delivery_status or row.delivery_status
-                row.updated_at = timezone.now()
+            elif _refresh_state(row, message, merge_labels):
                 changed.append(row)
             else:
                 result.skipped += 1
         if changed:
-            Communication.objects.bulk_update(changed, ["labels", "delivery_status", "updated_at"])
+            Communication.objects.bulk_update(
+                changed, ["labels", "delivery_status", "is_read", "is_starred", "deleted_at", "updated_at"]
+            )
             result.updated = len(changed)
         if new_messages:
             result.created_ids = _create(account, new_messages)
             result.created = len(result.created_ids)
+        if refs:
+            _record_refs(account, refs)
     return result
+
+
+def _merged(stored: Sequence[str], new: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*stored, *new]))
+
+
+def _refresh_state(row: Communication, message: ParsedMessage, merge_labels: bool) -> bool:
+    """Applies the mutable state of a re-seen message to its row; True if anything changed."""
+    labels = list(_merged(row.labels, message.labels)) if merge_labels else list(message.labels)
+    new_state = {
+        "labels": labels,
+        "delivery_status": message.delivery_status or row.delivery_status,
+        "is_read": row.is_read if message.is_read is None else message.is_read,
+        "is_starred": row.is_starred if message.is_starred is None else message.is_starred,
+        "deleted_at": None,
+    }
+    if all(getattr(row, name) == value for name, value in new_state.items()):
+        return False
+    for name, value in new_state.items():
+        setattr(row, name, value)
+    row.updated_at = timezone.now()
+    return True
+
+
+def _record_refs(account: Account, refs: list[tuple[str, str, str]]) -> None:
+    ids = dict(
+        Communication.objects.filter(
+            account_id=account.pk, provider_message_id__in=list({provider_id for provider_id, _, _ in refs})
+        ).values_list("provider_message_id", "id")
+    )
+    MessageRef.objects.bulk_create(
+        [
+            MessageRef(account_id=account.pk, communication_id=ids[provider_id], ref=ref[:255], label=label[:255])
+            for provider_id, ref, label in refs
+            if provider_id in ids
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def apply_updates(account: Account, updates: Sequence[tuple[str, bool | None, bool | None]]) -> int:
+    """Applies (ref, is_read, is_starred) changes; None leaves a flag as it is. Returns rows changed."""
+    by_state: dict[tuple[bool | None, bool | None], list[str]] = {}
+    for ref, is_read, is_starred in updates:
+        by_state.setdefault((is_read, is_starred), []).append(ref)
+    changed = 0
+    now = timezone.now()
+    for (is_read, is_starred), refs in by_state.items():
+        values: dict[str, object] = {"updated_at": now}
+        if is_read is not None:
+            values["is_read"] = is_read
+        if is_starred is not None:
+            values["is_starred"] = is_starred
+        if len(values) == 1:
+            continue
+        for chunk in _chunks(refs):
+            target = MessageRef.objects.filter(account_id=account.pk, ref__in=chunk).values("communication_id")
+            changed += Communication.objects.filter(pk__in=Subquery(target)).update(**values)
+    return changed
+
+
+def remove_refs(account: Account, refs: Sequence[str]) -> int:
+    """Forgets provider copies that vanished; a communication with no copy left is soft-deleted.
+
+    The labels the vanished copies contributed are removed. Returns communications deleted.
+    """
+    removed_labels: dict[int, set[str]] = {}
+    for chunk in _chunks(list(refs)):
+        rows = MessageRef.objects.filter(account_id=account.pk, ref__in=chunk)
+        for communication_id, label in rows.values_list("communication_id", "label"):
+            removed_labels.setdefault(communication_id, set()).add(label)
+        rows.delete()
+    affected = set(removed_labels)
+    if not affected:
+        return 0
+    remaining: dict[int, set[str]] = {}
+    ids = sorted(affected)
+    for chunk in _chunks(ids):
+        for communication_id, label in MessageRef.objects.filter(communication_id__in=chunk).values_list(
+            "communication_id", "label"
+        ):
+            remaining.setdefault(communication_id, set()).add(label)
+    now = timezone.now()
+    rows_to_save = []
+    for row in (r for chunk in _chunks(ids) for r in Communication.objects.filter(pk__in=chunk).only(
+        "id", "labels", "deleted_at"
+    )):
+        labels = remaining.get(row.pk)
+        if labels is None:
+            row.deleted_at = row.deleted_at or now
+        else:
+            gone = removed_labels[row.pk] - labels
+            row.labels = [label for label in row.labels if label not in gone]
+        row.updated_at = now
+        rows_to_save.append(row)
+    Communication.objects.bulk_update(rows_to_save, ["labels", "deleted_at", "updated_at"])
+    return sum(1 for row in rows_to_save if row.pk not in remaining)
+
+
+def mark_deleted(account: Account, provider_ids: Sequence[str]) -> int:
+    """Soft-deletes messages removed at the provider, by provider message id."""
+    changed = 0
+    for chunk in _chunks(list(provider_ids)):
+        changed += Communication.objects.filter(
+            account_id=account.pk, provider_message_id__in=chunk, deleted_at__isnull=True
+        ).update(deleted_at=timezone.now(), updated_at=timezone.now())
+    return changed
+
+
+def forget_refs(account: Account) -> None:
+    """Drops every provider copy recorded for the account (a full resync records them anew)."""
+    MessageRef.objects.filter(account_id=account.pk).delete()
 
 
 def _existing(account: Account, provider_ids: list[str]) -> dict[str, Communication]:
     rows: dict[str, Communication] = {}
     for chunk in _chunks(provider_ids):
         for row in Communication.objects.filter(account_id=account.pk, provider_message_id__in=chunk).only(
-            "id", "provider_message_id", "labels", "delivery_status"
+            "id", "provider_message_id", "labels", "delivery_status", "is_read", "is_starred", "deleted_at"
         ):
             rows[row.provider_message_id] = row
     return rows
@@ -196,6 +317,8 @@ def _create(account: Account, messages: list[ParsedMessage]) -> list[int]:
                 labels=list(message.labels),
                 delivery_status=message.delivery_status,
                 raw_size=message.raw_size,
+                is_read=message.is_read,
+                is_starred=message.is_starred,
                 parse_warnings=list(message.warnings),
                 created_at=now,
                 updated_at=now,

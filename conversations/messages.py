@@ -73,6 +73,9 @@ class ParsedMessage:
     ``provider_message_id`` is unique within one account and is what ingest is
     idempotent on. ``warnings`` lists what could not be read (a garbage Date header,
     an unknown charset...): parsing never fails, it records and carries on.
+    ``ref`` is where the provider keeps this copy (e.g. IMAP "folder:uidvalidity:uid"),
+    for providers whose one message can sit in several places; it is how later flag
+    changes and expunges find the message.
     """
 
     provider_message_id: str
@@ -95,6 +98,9 @@ class ParsedMessage:
     attachments: tuple[ParsedAttachment, ...] = ()
     delivery_status: str = ""
     raw_size: int | None = None
+    is_read: bool | None = None
+    is_starred: bool | None = None
+    ref: str = ""
     warnings: tuple[str, ...] = field(default=())
 
     def participants(self) -> list[tuple[str, Address]]:

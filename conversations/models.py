@@ -63,6 +63,11 @@ class Communication(models.Model):
     labels = models.JSONField(default=list, blank=True)
     delivery_status = models.CharField(max_length=30, blank=True)
     raw_size = models.PositiveBigIntegerField(null=True, blank=True)
+    is_read = models.BooleanField(null=True, blank=True)
+    is_starred = models.BooleanField(null=True, blank=True)
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the message disappeared at the provider (soft delete)."
+    )
     parse_warnings = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -83,6 +88,25 @@ class Communication(models.Model):
 
     def __str__(self) -> str:
         return self.subject or self.snippet[:60] or self.provider_message_id
+
+
+class MessageRef(models.Model):
+    """Where a provider keeps one copy of a communication, e.g. IMAP "INBOX:uidvalidity:uid".
+
+    One communication may have several (the same message in two folders); ``label`` is
+    the folder name each contributes to the communication's labels.
+    """
+
+    account = models.ForeignKey(settings.CRM_ACCOUNT_MODEL, on_delete=models.CASCADE, related_name="message_refs")
+    communication = models.ForeignKey(Communication, on_delete=models.CASCADE, related_name="refs")
+    ref = models.CharField(max_length=255)
+    label = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "ref"], name="messageref_unique")]
+
+    def __str__(self) -> str:
+        return self.ref
 
 
 class Participant(models.Model):

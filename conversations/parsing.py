@@ -48,7 +48,8 @@ _WHITESPACE = re.compile(r"[ \t\r\f\v]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
 _HTML_SPACE = re.compile(r"\s+")
 # Nothing to read, legitimately: empty groups ("undisclosed-recipients:;") and the null path "<>".
-_NO_ADDRESS = re.compile(r'(?:[^:;<>@",]*:\s*;|<\s*>|[\s,])*')
+_EMPTY_GROUP = re.compile(r'[^:;<>@",]*:\s*;|<\s*>')
+_LEADING_JUNK = re.compile(rb"(?:\xef\xbb\xbf)?[\r\n]*")
 _BASE64_DAMAGE = (errors.InvalidBase64CharactersDefect, errors.InvalidBase64LengthDefect)
 _BASE64_ALPHABET = re.compile(rb"[^A-Za-z0-9+/]")
 _MIN_YEAR, _MAX_YEAR = 1970, 2200
@@ -189,7 +190,7 @@ def parse_addresses(values: list[str], warnings: list[str]) -> tuple[Address, ..
     if not addresses and not warned:
         # getaddresses reads garbage such as ";;;@@@" as empty groups; only real empty groups are silent.
         for value in unfolded:
-            if not _NO_ADDRESS.fullmatch(value):
+            if _EMPTY_GROUP.sub("", value[:2000]).strip(" \t\r\n,"):
                 warnings.append(f"unreadable address {value.strip()[:80]!r}")
     return tuple(addresses)
 
@@ -423,9 +424,7 @@ def parse_message(raw: bytes, *, provider_message_id: str = "") -> ParsedMessage
     warnings: list[str] = []
     # A byte-order mark or blank lines before the headers (Windows tools, some exports) would
     # make the stdlib parser read the whole message, headers included, as body.
-    start = 3 if raw.startswith(codecs.BOM_UTF8) else 0
-    while raw.startswith((b"\r\n", b"\n"), start):
-        start += 2 if raw.startswith(b"\r\n", start) else 1
+    start = _LEADING_JUNK.match(raw).end()  # type: ignore[union-attr]  # always matches
     if start:
         warnings.append(f"{start} bytes before the headers skipped")
     try:
@@ -434,7 +433,9 @@ def parse_message(raw: bytes, *, provider_message_id: str = "") -> ParsedMessage
         warnings.append(f"unparseable message: {type(error).__name__}")
         message = email.message_from_bytes(b"\r\n\r\n" + raw)
     headers = _header_map(message)
-    if not headers and raw.strip():
+    if not raw.strip():
+        warnings.append("empty message")
+    elif not headers:
         warnings.append("no headers: not an e-mail message?")
 
     rfc_message_id = parse_message_id(_first(headers, "message-id"))
@@ -489,5 +490,5 @@ def parse_message(raw: bytes, *, provider_message_id: str = "") -> ParsedMessage
         labels=labels,
         attachments=tuple(bodies.attachments),
         raw_size=len(raw),
-        warnings=tuple(dict.fromkeys(warnings)),
+        warnings=tuple(dict.fromkeys(clean_text(warning) for warning in warnings)),
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import tempfile
 import pathlib
 import pwd
 import re
@@ -23,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -288,9 +288,7 @@ class DovecotServer:
             if self.running:
                 return
             if not self.binary:
-                raise DovecotError(
-                    "dovecot binary not found (install the 'dovecot-imapd' package)"
-                )
+                raise DovecotError("dovecot binary not found (install the 'dovecot-imapd' package)")
             if os.geteuid() != 0:
                 raise DovecotError("DovecotServer must run as root")
             self._prepare_dirs()
@@ -300,9 +298,7 @@ class DovecotServer:
             # A port picked by bind(0) can be grabbed by someone else before
             # Dovecot binds it, so retry a few times with a fresh one.
             for attempt in range(3):
-                if self._port is None or attempt > 0 or not _port_is_free(
-                    self.host, self._port
-                ):
+                if self._port is None or attempt > 0 or not _port_is_free(self.host, self._port):
                     self._port = _pick_free_port(self.host)
                 self._write_config()
                 try:
@@ -366,10 +362,12 @@ class DovecotServer:
             self._write_user_file(name, password)
             self._users[name] = password
 
-    def set_password(self, name: str, password: str) -> None:
+    def set_password(self, name: str, password: str, *, wait: bool = True) -> None:
         """Change an existing user's password (``KeyError`` if unknown).
 
-        Blocks until Dovecot is guaranteed to see the change (<= 1 s).
+        With ``wait`` (default) this blocks until Dovecot is guaranteed to
+        see the change (<= 1 s); without it the old password may keep working
+        for up to a second.
         """
         self._validate(name, password)
         with self._lock:
@@ -377,21 +375,21 @@ class DovecotServer:
                 raise KeyError(name)
             self._write_user_file(name, password)
             self._users[name] = password
+        if wait:
             _sleep_into_next_second()
 
-    def remove_user(self, name: str) -> None:
+    def remove_user(self, name: str, *, wait: bool = True) -> None:
         """Delete a user's login (``KeyError`` if unknown); mail is kept.
 
-        Blocks until Dovecot is guaranteed to see the change (<= 1 s).
+        ``wait`` as for :meth:`set_password`.
         """
         with self._lock:
             del self._users[name]
             (self.users_dir / name).unlink(missing_ok=True)
+        if wait:
             _sleep_into_next_second()
 
-    def client(
-        self, user: str, password: str, *, timeout: float | None = 30.0
-    ) -> imapclient.IMAPClient:
+    def client(self, user: str, password: str, *, timeout: float | None = 30.0) -> imapclient.IMAPClient:
         """Return a plaintext :class:`imapclient.IMAPClient` logged in as ``user``.
 
         The caller owns the connection (call ``logout()``).  A failed login
@@ -426,7 +424,7 @@ class DovecotServer:
                 continue
             fields = path.read_text().split(":")
             if len(fields) >= 2 and fields[1].startswith("{PLAIN}"):
-                users[fields[0]] = fields[1].rstrip("\n")[len("{PLAIN}"):]
+                users[fields[0]] = fields[1].rstrip("\n")[len("{PLAIN}") :]
         return users
 
     def _write_user_file(self, name: str, password: str) -> None:
@@ -461,12 +459,15 @@ class DovecotServer:
                 f"{self.run_dir} is too long for unix socket paths "
                 f"(max {_MAX_RUN_DIR_LEN} chars); use a shorter base_dir"
             )
-        for d in (self.base_dir, self.etc_dir, self.run_dir, self.state_dir,
-                  self.log_path.parent, self.mail_root):
+        for d in (self.base_dir, self.etc_dir, self.run_dir, self.state_dir, self.log_path.parent, self.mail_root):
             d.mkdir(parents=True, exist_ok=True)
             d.chmod(0o755)
         ensure_traversable(self.base_dir)
-        pw = pwd.getpwnam(MAIL_USER)
+        try:
+            pw = pwd.getpwnam(MAIL_USER)
+            pwd.getpwnam(LOGIN_USER)
+        except KeyError as exc:
+            raise DovecotError(f"system user missing ({exc}); is dovecot-core installed?") from None
         os.chown(self.mail_root, pw.pw_uid, pw.pw_gid)
         self.users_dir.mkdir(exist_ok=True)
         self.users_dir.chmod(0o755)
@@ -488,9 +489,6 @@ auth_mechanisms = plain login
 auth_cache_size = 0
 auth_verbose = yes
 auth_failure_delay = 0
-# Trusted networks get no anvil auth penalty, which would otherwise delay
-# every login from 127.0.0.1 by up to 15 s once any test has failed one.
-login_trusted_networks = 127.0.0.0/8
 default_login_user = {LOGIN_USER}
 default_internal_user = {MAIL_USER}
 first_valid_uid = 1
@@ -506,7 +504,7 @@ userdb {{
 }}
 
 mail_location = maildir:~/Maildir
-# Test data is disposable: skip fsync and let Dovecot trust its own indexes.
+# Test data is disposable; fsync would dominate bulk seeding time.
 mail_fsync = never
 maildir_copy_with_hardlinks = yes
 mail_max_userip_connections = 1000
@@ -543,21 +541,38 @@ service imap-login {{
 service imap {{
   process_limit = 1024
 }}
+# Without this socket auth cannot reach anvil and disables its per-IP penalty,
+# which would otherwise delay every login from 127.0.0.1 (all tests share it)
+# by up to 15 s after a test deliberately fails one.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 """
         self.config_path.write_text(conf)
         self.config_path.chmod(0o644)
 
     def _read_pid(self) -> int | None:
+        """The master pid from ``run/master.pid`` if it is this directory's master.
+
+        A stale pid file (master SIGKILLed) may name a recycled pid, so the
+        process must also be alive and started with our config path.
+        """
         try:
-            return int(self.pid_path.read_text().strip())
+            pid = int(self.pid_path.read_text().strip())
+            cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
+        if str(self.config_path).encode() not in cmdline.split(b"\0"):
+            return None
+        return pid if _pid_alive(pid) else None
 
     def _kill_stale_master(self) -> None:
         # A master left behind by a crashed test run would make Dovecot refuse
         # to start ("already running") on this base_dir.
         pid = self._read_pid()
-        if pid is not None and _pid_alive(pid):
+        if pid is not None:
             self._terminate(pid, 10.0)
 
     def _terminate(self, pid: int, timeout: float) -> None:
@@ -620,14 +635,14 @@ service imap {{
         rc = self._proc.poll()
         if rc is None:
             self.stop()
+            outcome = f"did not accept connections within {self.startup_timeout:g}s"
+        else:
+            outcome = f"exited with code {rc}"
         self._proc = None
         log = self._log_since(log_offset)
-        console_tail = "\n".join(
-            console.read_text(errors="replace").splitlines()[-20:]
-        ) if console.exists() else ""
+        console_tail = "\n".join(console.read_text(errors="replace").splitlines()[-20:]) if console.exists() else ""
         raise DovecotError(
-            f"dovecot did not accept connections on {self.host}:{self._port} within "
-            f"{self.startup_timeout:.0f}s (exit code {rc}).\n"
+            f"dovecot on {self.host}:{self._port} {outcome}.\n"
             f"--- dovecot output ---\n{console_tail}\n"
             f"--- tail of {self.log_path} ---\n{log}"
         )

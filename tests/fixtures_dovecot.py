@@ -90,6 +90,7 @@ def imap_user(dovecot_server: DovecotServer) -> Iterator[ImapUser]:
     """A brand-new user (empty mailbox, random password) on the session server.
 
     The login is removed after the test; its mail stays until session end.
+    ``imap_user.port`` survives ``server.restart()`` (the port is kept while free).
     """
     username = f"u{uuid.uuid4().hex[:16]}"
     password = secrets.token_urlsafe(18)
@@ -102,7 +103,8 @@ def imap_user(dovecot_server: DovecotServer) -> Iterator[ImapUser]:
         server=dovecot_server,
     )
     if username in dovecot_server.users:
-        dovecot_server.remove_user(username)
+        # Nobody logs in as this random user again, so don't wait for Dovecot.
+        dovecot_server.remove_user(username, wait=False)
 
 
 @pytest.fixture

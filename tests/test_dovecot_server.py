@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import imapclient
 import pytest
-from imapclient.exceptions import LoginError
+from imapclient.exceptions import IMAPClientError, LoginError
 
 from tests.dovecot import DovecotServer, _pid_alive, append_many, make_base_dir
 from tests.fixtures_dovecot import ImapUser, require_dovecot
@@ -147,7 +147,7 @@ def test_restart(private_server: DovecotServer) -> None:
     private_server.client("r", "pw").logout()
 
 
-def test_start_failure_reports_log(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_start_failure_reports_log() -> None:
     require_dovecot()
     base = make_base_dir("pytest-dovecot-broken-")
     server = DovecotServer(base, startup_timeout=3)
@@ -159,8 +159,10 @@ def test_start_failure_reports_log(tmp_path_factory: pytest.TempPathFactory) -> 
             server._port = blocker.getsockname()[1]
             server._prepare_dirs()
             server._write_config()
-            with pytest.raises(RuntimeError, match="dovecot"):
+            with pytest.raises(RuntimeError, match="Address already in use") as excinfo:
                 server._spawn_and_wait()
+        assert str(server.log_path) in str(excinfo.value)
+        assert not server.running
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
@@ -182,10 +184,13 @@ def test_append_many_fast_and_correct(imap_client: imapclient.IMAPClient) -> Non
 
 
 def test_append_many_with_flags(imap_client: imapclient.IMAPClient) -> None:
-    uids = append_many(
-        imap_client, "Sent", (make_message(i) for i in range(10)), flags=[b"\\Seen"]
-    )
+    uids = append_many(imap_client, "Sent", (make_message(i) for i in range(10)), flags=[b"\\Seen"])
     assert len(uids) == 10
     imap_client.select_folder("Sent", readonly=True)
     assert sorted(imap_client.search("SEEN")) == sorted(uids)
     assert append_many(imap_client, "Sent", []) == []
+
+
+def test_append_many_to_missing_folder_raises(imap_client: imapclient.IMAPClient) -> None:
+    with pytest.raises(IMAPClientError, match="TRYCREATE"):
+        append_many(imap_client, "NoSuchFolder", [make_message(1)])

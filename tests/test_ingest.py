@@ -277,3 +277,45 @@ def test_a_failing_batch_stores_nothing(account, monkeypatch):
     assert not Communication.objects.exists()
     assert not Contact.objects.exists()
     assert not Conversation.objects.exists()
+
+
+# --- provider copies (refs), flags and deletions ----------------------------------------
+
+from conversations.ingest import apply_updates, mark_deleted, remove_refs  # noqa: E402
+
+
+def test_same_message_in_two_folders_is_stored_once_with_both_labels(account):
+    inbox = message(provider_message_id="mid:x@y", labels=("INBOX",), ref="INBOX:1:5")
+    archive = dataclasses.replace(inbox, labels=("Archive",), ref="Archive:7:9")
+    store_batch(account, [inbox], merge_labels=True)
+    result = store_batch(account, [archive], merge_labels=True)
+    assert result.updated == 1
+    communication = Communication.objects.get()
+    assert communication.labels == ["INBOX", "Archive"]
+    assert sorted(communication.refs.values_list("ref", flat=True)) == ["Archive:7:9", "INBOX:1:5"]
+
+
+def test_flag_updates_by_ref(account):
+    store_batch(account, [message(ref="INBOX:1:1", is_read=False), message(ref="INBOX:1:2", is_read=False)])
+    assert apply_updates(account, [("INBOX:1:1", True, True), ("INBOX:1:2", None, None)]) == 1
+    states = dict(Communication.objects.values_list("refs__ref", "is_read"))
+    assert states == {"INBOX:1:1": True, "INBOX:1:2": False}
+    assert Communication.objects.get(refs__ref="INBOX:1:1").is_starred is True
+
+
+def test_removing_the_last_copy_soft_deletes(account):
+    shared = message(provider_message_id="mid:a@b", labels=("INBOX",), ref="INBOX:1:1")
+    store_batch(account, [shared, dataclasses.replace(shared, labels=("Sent",), ref="Sent:1:4")], merge_labels=True)
+    assert remove_refs(account, ["INBOX:1:1"]) == 0
+    communication = Communication.objects.get()
+    assert communication.labels == ["Sent"] and communication.deleted_at is None
+    assert remove_refs(account, ["Sent:1:4"]) == 1
+    assert Communication.objects.get().deleted_at is not None
+
+
+def test_re_seen_message_is_undeleted(account):
+    original = message()
+    store_batch(account, [original])
+    assert mark_deleted(account, [original.provider_message_id]) == 1
+    assert store_batch(account, [original]).updated == 1
+    assert Communication.objects.get().deleted_at is None
