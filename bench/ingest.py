@@ -71,6 +71,41 @@ def _peak_rss_mb() -> float:
     return peak / 1024 if sys.platform != "darwin" else peak / 1024 / 1024
 
 
+def _backend_pid() -> int | None:
+    """The PostgreSQL backend's pid when the server runs on this machine (to read its CPU time)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), inet_server_addr()::text")
+        pid, address = cursor.fetchone()
+    local = address is None or address.split("/")[0] in ("127.0.0.1", "::1")
+    return pid if local and Path(f"/proc/{pid}/stat").exists() else None
+
+
+def _process_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of another process (0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _load() -> str:
+    parts = []
+    try:
+        parts.append("loadavg " + " ".join(Path("/proc/loadavg").read_text().split()[:3]))
+        pressure = Path("/proc/pressure/cpu").read_text().split("\n")[0].split()
+        parts.append("cpu pressure " + pressure[1].replace("avg10=", "avg10 ") + "%")
+    except (OSError, IndexError):
+        pass
+    return ", ".join(parts)
+
+
 def _server_version() -> str:
     from django.db import connection
 
@@ -130,16 +165,19 @@ def run_child(args: argparse.Namespace) -> None:
     )
     label = args.child
     n, size = args.n, args.batch
+    load_start = _load()
+    backend = _backend_pid()
 
     # 1. Parse only.
-    generate_s = parse_s = 0.0
+    generate_s = parse_s = parse_cpu = 0.0
     distinct: set[int] = set()  # 8-byte digests of provider ids: ~5 MB at 100k
     parsed_count = warnings = 0
     for raw_batch, generated in _batches(generate_messages(n, args.seed), size):
         generate_s += generated
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         parsed = [parse_message(raw) for raw in raw_batch]
         parse_s += time.perf_counter() - t0
+        parse_cpu += time.process_time() - c0
         parsed_count += len(parsed)
         for message in parsed:
             warnings += bool(message.warnings)
@@ -177,7 +215,7 @@ def run_child(args: argparse.Namespace) -> None:
                 entry[1] += time.perf_counter() - t
 
         connection.execute_wrappers.append(timed)
-    e2e_parse_s = store_s = 0.0
+    e2e_parse_s = store_s = store_cpu = server_cpu = 0.0
     created = updated = skipped = 0
     done = 0
     batch_times: list[float] = []
@@ -185,16 +223,20 @@ def run_child(args: argparse.Namespace) -> None:
     for raw_batch, _generated in _batches(generate_messages(n, args.seed), size):
         t0 = time.perf_counter()
         parsed = [parse_message(raw) for raw in raw_batch]
-        t1 = time.perf_counter()
+        parse_end = time.perf_counter()
         del raw_batch
+        s0 = _process_cpu(backend)
         if profiler is not None:
             profiler.enable()
+        t1, c1 = time.perf_counter(), time.process_time()
         result = store_batch(account, parsed)
+        t2, c2 = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.disable()
-        t2 = time.perf_counter()
-        e2e_parse_s += t1 - t0
+        server_cpu += _process_cpu(backend) - s0
+        e2e_parse_s += parse_end - t0
         store_s += t2 - t1
+        store_cpu += c2 - c1
         batch_times.append(t2 - t1)
         created += result.created
         updated += result.updated
@@ -237,6 +279,11 @@ def run_child(args: argparse.Namespace) -> None:
         "migrate_s": migrate_s,
         "generate_s": generate_s,
         "parse_s": parse_s,
+        "parse_cpu": parse_cpu,
+        "store_cpu": store_cpu,
+        "server_cpu": server_cpu if backend else None,
+        "load_start": load_start,
+        "load_end": _load(),
         "e2e_parse_s": e2e_parse_s,
         "store_s": store_s,
         "first_third_store_batch_ms": 1000 * sum(batch_times[:third]) / third,
@@ -364,10 +411,12 @@ def _print_report(results: list[dict], args: argparse.Namespace, profiled: bool)
     if args.pg_option:
         print(f"EXPERIMENT: PostgreSQL OPTIONS {args.pg_option} (not the project's settings)")
     print()
-    header = ("database", "parse/s", "store/s", "end-to-end/s", "created / distinct", "peak RSS")
+    header = ("database", "parse/s", "store/s", "end-to-end/s", "created / distinct", "peak RSS",
+              "parse/s CPU", "store/s CPU")  # fmt: skip
     rows = []
     for r in results:
         check = "OK" if r["created"] == r["expected"] == r["counts"]["communications"] else "MISMATCH"
+        store_cpu = r["store_cpu"] + (r["server_cpu"] or 0.0)
         rows.append(
             (
                 r["database"],
@@ -376,6 +425,8 @@ def _print_report(results: list[dict], args: argparse.Namespace, profiled: bool)
                 _rate(r["n"], r["e2e_parse_s"] + r["store_s"]),
                 f"{r['created']:,} / {r['expected']:,} {check}",
                 f"{r['peak_rss_mb']:.0f} MB",
+                _rate(r["n"], r["parse_cpu"]),
+                _rate(r["n"], store_cpu) + ("" if r["vendor"] == "sqlite" or r["server_cpu"] is not None else "?"),
             )
         )
     widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
@@ -384,6 +435,10 @@ def _print_report(results: list[dict], args: argparse.Namespace, profiled: bool)
     print("-" * len(line))
     for row in rows:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    print(
+        "rates are messages per wall-clock second; the CPU columns divide by CPU seconds instead\n"
+        "(store: this process + the PostgreSQL backend), a figure that resists a busy machine."
+    )
     print()
     for r in results:
         c = r["counts"]
@@ -393,6 +448,11 @@ def _print_report(results: list[dict], args: argparse.Namespace, profiled: bool)
             f"{r['last_third_store_batch_ms']:.0f} ms in the last), generator {_rate(r['n'], r['generate_s'])}/s "
             f"(not counted), migrate {r['migrate_s']:.1f}s; RSS {r['rss_start_mb']:.0f} MB after setup, "
             f"{r['rss_after_parse_mb']:.0f} MB after the parse pass"
+        )
+        server = "" if r["server_cpu"] is None else f" + {r['server_cpu']:.1f}s PostgreSQL backend"
+        print(
+            f"{' ' * len(r['database'])}  CPU: parse {r['parse_cpu']:.1f}s, store {r['store_cpu']:.1f}s Python{server};"
+            f" machine: {r['load_start']} at start, {r['load_end']} at end"
         )
         print(
             f"{' ' * len(r['database'])}  rows: {c['communications']:,} communications, {c['conversations']:,} "

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from conversations.models import Attachment, Communication, Conversation, Participant, ThreadKey
+from conversations.models import Attachment, Communication, Conversation, MessageRef, Participant, ThreadKey
 from conversations.rendering import sanitize_html
 from crmext.pagination import EstimatedCountPaginator
 
@@ -54,8 +54,8 @@ class ConversationAdmin(LargeTableAdmin):
 
 @admin.register(Communication)
 class CommunicationAdmin(LargeTableAdmin):
-    list_display = ["__str__", "account", "channel", "direction", "sent_at"]
-    list_filter = ["channel", "direction"]
+    list_display = ["__str__", "account", "channel", "direction", "sent_at", "deleted_at"]
+    list_filter = ["channel", "direction", ("deleted_at", admin.EmptyFieldListFilter)]
     list_select_related = ["account"]
     search_fields = ["subject", "=rfc_message_id", "=provider_message_id", "=participants__address"]
     date_hierarchy = "sent_at"
@@ -64,7 +64,8 @@ class CommunicationAdmin(LargeTableAdmin):
     readonly_fields = ["preview", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["account", "conversation", "channel", "direction", "subject", "sent_at", "received_at"]}),
-        ("Content", {"fields": ["preview", "snippet", "body_text", "labels", "delivery_status"]}),
+        ("Content", {"fields": ["preview", "snippet", "body_text", "labels", "is_read", "is_starred",
+                                "delivery_status", "deleted_at"]}),
         (
             "Provider and threading",
             {
@@ -137,3 +138,11 @@ class ThreadKeyAdmin(LargeTableAdmin):
     list_display = ["key", "conversation"]
     search_fields = ["=key"]
     raw_id_fields = ["conversation"]
+
+
+@admin.register(MessageRef)
+class MessageRefAdmin(LargeTableAdmin):
+    list_display = ["ref", "label", "account", "communication"]
+    list_select_related = ["account", "communication"]
+    search_fields = ["=ref", "label"]
+    raw_id_fields = ["account", "communication"]

@@ -13,6 +13,7 @@ import codecs
 import datetime as dt
 import email
 import email.header
+import email.policy
 import email.utils
 import hashlib
 import re
@@ -49,12 +50,21 @@ _BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
 _HTML_SPACE = re.compile(r"\s+")
 # Nothing to read, legitimately: empty groups ("undisclosed-recipients:;") and the null path "<>".
 _EMPTY_GROUP = re.compile(r'[^:;<>@",]*:\s*;|<\s*>')
+# The lookbehind starts a match only where a run of address characters starts: without it a
+# long run with no "@" is rescanned from every position (quadratic; 100 KB took half a minute).
+_ADDRESS_LIKE = re.compile(r"(?<![\w.+'-])[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
 _LEADING_JUNK = re.compile(rb"(?:\xef\xbb\xbf)?[\r\n]*")
 _BASE64_DAMAGE = (errors.InvalidBase64CharactersDefect, errors.InvalidBase64LengthDefect)
 _BASE64_ALPHABET = re.compile(rb"[^A-Za-z0-9+/]")
 _MIN_YEAR, _MAX_YEAR = 1970, 2200
+# message/* types that hold a whole message, stored as one .eml attachment. Others, such as
+# message/delivery-status (header blocks, not a message), are walked like any container.
+_ENCAPSULATED = frozenset(("message/rfc822", "message/global", "message/news"))
 
 MAX_MESSAGE_ID = 512
+# email.header.decode_header is quadratic in the number of encoded words (a 650 KB subject of
+# them took 3.6 s); no genuine header comes near this, so longer ones are cut before decoding.
+MAX_DECODED_HEADER = 32_768
 
 
 def clean_text(value: str) -> str:
@@ -85,6 +95,7 @@ def decode_bytes(data: bytes, charset: str | None, warnings: list[str] | None = 
     (decoding everything as Windows-1252 would turn it into mojibake).
     """
     label = (charset or "").strip().strip('"').lower()
+    shown = clean_text(label)[:40]  # for warnings: a label may hold NULs or be a whole paragraph
     candidates: list[str] = []
     if label not in _NOT_A_CHARSET:
         candidates.append(CHARSET_ALIASES.get(label, label))
@@ -94,7 +105,7 @@ def decode_bytes(data: bytes, charset: str | None, warnings: list[str] | None = 
             codec = codecs.lookup(candidate)
         except (LookupError, ValueError):  # ValueError: a NUL in the label
             if warnings is not None:
-                warnings.append(f"unknown charset {clean_text(label)[:40]!r}")
+                warnings.append(f"unknown charset {shown!r}")
             continue
         if codec.name in _LATIN_CODECS and not data.isascii():
             try:
@@ -105,11 +116,11 @@ def decode_bytes(data: bytes, charset: str | None, warnings: list[str] | None = 
             return clean_text(data.decode(candidate))
         except LookupError:  # a bytes-to-bytes codec such as "base64" or "zlib" is no charset
             if warnings is not None:
-                warnings.append(f"unknown charset {label!r}")
+                warnings.append(f"unknown charset {shown!r}")
         except UnicodeError:  # UnicodeDecodeError, and the plain UnicodeError of "idna" & co.
             continue
     if label not in _NOT_A_CHARSET and warnings is not None:
-        warnings.append(f"text is not valid {clean_text(label)[:40]}; unreadable bytes read as windows-1252")
+        warnings.append(f"text is not valid {shown}; unreadable bytes read as windows-1252")
     return clean_text(data.decode("utf-8", errors=_CP1252_FALLBACK))
 
 
@@ -127,6 +138,10 @@ def decode_header_value(value: str, warnings: list[str] | None = None) -> str:
     value = _FOLD.sub("", value)
     if "=?" not in value:
         return clean_text(value.strip())
+    if len(value) > MAX_DECODED_HEADER:
+        if warnings is not None:
+            warnings.append(f"header of {len(value)} characters cut to {MAX_DECODED_HEADER}")
+        value = value[:MAX_DECODED_HEADER]
     try:
         chunks = email.header.decode_header(value)
     except Exception:  # malformed encoded words: keep the text as it came
@@ -145,8 +160,8 @@ def _header_map(message: Message) -> dict[str, list[str]]:
     headers: dict[str, list[str]] = {}
     for name, value in message.raw_items():
         if isinstance(value, str):
-            # Cleaned once here so that no header-derived field (ids, labels, addresses) keeps a NUL.
-            headers.setdefault(name.lower(), []).append(clean_text(_unsurrogate(value)))
+            # NULs go here, once, so that no header-derived field (ids, labels, addresses) keeps one.
+            headers.setdefault(name.lower(), []).append(_unsurrogate(value).replace("\x00", ""))
     return headers
 
 
@@ -182,7 +197,7 @@ def parse_addresses(values: list[str], warnings: list[str]) -> tuple[Address, ..
         addresses.append(Address(AddressKind.EMAIL, value, display[:200]))
     if not addresses and any(v.strip() for v in values):
         # getaddresses gives up on some malformed headers; salvage anything shaped like an address.
-        for match in re.findall(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", " ".join(unfolded)):
+        for match in _ADDRESS_LIKE.findall(" ".join(unfolded)):
             value = normalize_email(match)
             if value and value not in seen:
                 seen.add(value)
@@ -292,11 +307,19 @@ def html_to_text(html: str) -> str:
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
+# Re-serialising a forwarded message: compat32 would refold every header longer than 78
+# characters; with no line length it writes the headers back as they came.
+_VERBATIM = email.policy.compat32.clone(max_line_length=None)
+_VERBATIM_CRLF = _VERBATIM.clone(linesep="\r\n")
+
+
 class _Bodies:
-    def __init__(self) -> None:
+    def __init__(self, crlf: bool = False) -> None:
         self.text: list[str] = []
         self.html: list[str] = []
         self.attachments: list[ParsedAttachment] = []
+        # The line ending the message uses, so that a forwarded message is stored with it too.
+        self.policy = _VERBATIM_CRLF if crlf else _VERBATIM
 
 
 def _safe_filename(name: str) -> str:
@@ -349,7 +372,7 @@ def _walk(part: Message, bodies: _Bodies, warnings: list[str], depth: int = 0) -
         warnings.append("MIME nesting too deep; rest ignored")
         return
     content_type = _content_type(part)
-    if part.is_multipart() and not content_type.startswith("message/"):
+    if part.is_multipart() and content_type not in _ENCAPSULATED:
         if any(isinstance(d, errors.CloseBoundaryNotFoundDefect) for d in part.defects):
             warnings.append(f"{content_type} part has no closing boundary (truncated?)")
         payload = part.get_payload()
@@ -368,13 +391,17 @@ def _walk(part: Message, bodies: _Bodies, warnings: list[str], depth: int = 0) -
     filename = _part_filename(part, warnings)
     content_id = parse_message_id(_unsurrogate(str(part.get("Content-ID", "")))) if part.get("Content-ID") else ""
 
-    # compat32 makes a message/rfc822 part "multipart" (its payload is [inner message]), so this
-    # must come before the multipart walk above would descend into the forwarded message.
-    if content_type == "message/rfc822" or (content_type.startswith("message/") and part.is_multipart()):
+    # compat32 makes a message/rfc822 part "multipart" (its payload is [inner message]): the
+    # multipart walk above lets it through so as not to spill the forwarded message's parts.
+    if content_type in _ENCAPSULATED:
         inner = part.get_payload()
         inner_message = inner[0] if isinstance(inner, list) and inner else None
         try:
-            data = inner_message.as_bytes() if isinstance(inner_message, Message) else _payload_bytes(part, warnings)
+            data = (
+                inner_message.as_bytes(policy=bodies.policy)
+                if isinstance(inner_message, Message)
+                else _payload_bytes(part, warnings)
+            )
         except Exception:
             data = _payload_bytes(part, warnings)
             warnings.append("nested message could not be re-serialised")
@@ -453,7 +480,7 @@ def parse_message(raw: bytes, *, provider_message_id: str = "") -> ParsedMessage
             warnings.append("no Date header")
         sent_at = received_at
 
-    bodies = _Bodies()
+    bodies = _Bodies(crlf=b"\r\n" in raw[:2000])
     try:
         _walk(message, bodies, warnings)
     except Exception as error:

@@ -164,3 +164,15 @@ INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=500, minimum=1)
 # integrations app (dependencies point integrations -> conversations -> contacts), so the
 # account model is named here, the way AUTH_USER_MODEL names the user model.
 CRM_ACCOUNT_MODEL = "integrations.ProviderAccount"
+
+# --- Sync engine ---------------------------------------------------------------------
+# A claim older than this is taken over by another worker (the holder is presumed dead);
+# a running sync refreshes its claim after every batch.
+SYNC_STALE_CLAIM_SECONDS = env.int("SYNC_STALE_CLAIM_SECONDS", default=1800, minimum=30)
+SYNC_DEFAULT_INTERVAL_SECONDS = env.int("SYNC_DEFAULT_INTERVAL_SECONDS", default=300, minimum=10)
+SYNC_BACKOFF_BASE_SECONDS = env.int("SYNC_BACKOFF_BASE_SECONDS", default=60, minimum=1)
+SYNC_BACKOFF_MAX_SECONDS = env.int("SYNC_BACKOFF_MAX_SECONDS", default=6 * 3600, minimum=60)
+SYNC_MAX_CONSECUTIVE_RESYNCS = env.int("SYNC_MAX_CONSECUTIVE_RESYNCS", default=5, minimum=1)
+# How far back a first sync reaches, in days (0: everything).
+SYNC_BACKFILL_DAYS = env.int("SYNC_BACKFILL_DAYS", default=0, minimum=0)
+IMAP_TIMEOUT_SECONDS = env.int("IMAP_TIMEOUT_SECONDS", default=60, minimum=1)

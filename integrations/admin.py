@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from crmext.pagination import EstimatedCountPaginator
 from integrations.models import ProviderAccount, SyncRun
+from integrations.tasks import enqueue_sync
 
 
 class SyncRunInline(admin.TabularInline):
@@ -29,11 +31,24 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     search_fields = ["display_name", "external_address", "owner__username", "owner__email"]
     autocomplete_fields = ["owner"]
     # credentials is editable=False and never listed: secrets are not shown, not even masked.
-    readonly_fields = ["has_credentials", "status", "last_error", "sync_cursor", "last_synced_at", "created_at",
-                       "updated_at"]
+    readonly_fields = ["has_credentials", "status", "last_error", "sync_cursor", "backfill_state", "last_synced_at",
+                       "claimed_at", "consecutive_failures", "consecutive_resyncs", "created_at", "updated_at"]
     fields = ["owner", "provider", "display_name", "external_address", "config", "has_credentials", "status",
-              "last_error", "sync_cursor", "next_sync_at", "last_synced_at", "created_at", "updated_at"]
+              "last_error", "sync_interval", "next_sync_at", "last_synced_at", "claimed_at", "consecutive_failures",
+              "consecutive_resyncs", "sync_cursor", "backfill_state", "created_at", "updated_at"]
     inlines = [SyncRunInline]
+    actions = ["sync_now"]
+
+    @admin.action(description="Sync now", permissions=["change"])
+    def sync_now(self, request: HttpRequest, queryset: QuerySet[ProviderAccount]) -> None:
+        queued = [account for account in queryset if enqueue_sync(account.pk)]
+        skipped = queryset.count() - len(queued)
+        self.message_user(request, f"Queued a sync of {len(queued)} account(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"{skipped} account(s) need attention first (disabled or re-authentication required).",
+                messages.WARNING,
+            )
 
     @admin.display(boolean=True, description="Credentials stored")
     def has_credentials(self, obj: ProviderAccount) -> bool:

@@ -3,9 +3,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from integrations.fields import EncryptedJSONField
 from integrations.providers.registry import provider_choices
+
+
+def default_sync_interval() -> int:
+    return settings.SYNC_DEFAULT_INTERVAL_SECONDS
 
 
 class ProviderAccount(models.Model):
@@ -28,9 +33,23 @@ class ProviderAccount(models.Model):
     config = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.CONNECTED)
     last_error = models.TextField(blank=True)
-    sync_cursor = models.JSONField(default=dict, blank=True)
-    next_sync_at = models.DateTimeField(null=True, blank=True)
+    sync_cursor = models.JSONField(
+        default=dict, blank=True, help_text="The provider's delta cursor; empty until the backfill completes."
+    )
+    backfill_state = models.JSONField(
+        null=True, blank=True, help_text="Page token and pending cursor of a backfill in progress."
+    )
+    sync_interval = models.PositiveIntegerField(
+        default=default_sync_interval, help_text="Seconds between scheduled syncs."
+    )
+    next_sync_at = models.DateTimeField(
+        null=True, blank=True, default=timezone.now, help_text="Empty: not scheduled (needs attention)."
+    )
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True, editable=False)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    consecutive_resyncs = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -58,7 +77,6 @@ class SyncRun(models.Model):
         INITIAL = "initial", "Initial backfill"
         DELTA = "delta", "Delta"
         FULL_RESYNC = "full_resync", "Full resync"
-        IMPORT = "import", "Import"
 
     account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="sync_runs")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
@@ -72,6 +90,7 @@ class SyncRun(models.Model):
     failed = models.PositiveIntegerField(default=0)
     api_calls = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    claim_token = models.CharField(max_length=32, blank=True, editable=False)
 
     class Meta:
         ordering = ["-started_at"]

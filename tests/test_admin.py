@@ -30,7 +30,7 @@ def populated(account):
         ),
         message(provider_thread_id="T1", in_reply_to="x@y"),
     ])
-    SyncRun.objects.create(account=account, kind=SyncRun.Kind.IMPORT, status=SyncRun.Status.SUCCEEDED)
+    SyncRun.objects.create(account=account, kind=SyncRun.Kind.INITIAL, status=SyncRun.Status.SUCCEEDED)
     return account
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-import integrations.mbox as mbox_module
+import integrations.sync as sync_module
 from conversations.models import Communication, Conversation
-from integrations.mbox import import_mbox, iter_mbox
 from integrations.models import ProviderAccount, SyncRun
+from integrations.providers.mbox import MboxProvider, iter_mbox
+from integrations.sync import sync_account
 
 pytestmark = pytest.mark.django_db
 
@@ -58,51 +59,75 @@ def test_empty_file_yields_nothing(tmp_path):
     assert list(iter_mbox(path)) == []
 
 
-def test_import_stores_everything_with_takeout_labels_and_threads(account, tmp_path):
+@pytest.fixture
+def import_mbox(monkeypatch):
+    """Imports ``path`` into ``account`` through the sync engine, ``batch_size`` messages a page."""
+
+    def run(account, path, batch_size=500):
+        monkeypatch.setattr(MboxProvider, "page_size", batch_size)
+        ProviderAccount.objects.filter(pk=account.pk).update(config={"path": str(Path(path).resolve())})
+        sync_account(account.pk)
+        return SyncRun.objects.filter(account=account).latest("started_at")
+
+    return run
+
+
+def test_import_stores_everything_with_takeout_labels_and_threads(account, tmp_path, import_mbox):
     messages = [_message(i, thread="1780000000000001" if i < 3 else "", labels="Inbox,Important")
                 for i in range(10)]
     path = write_mbox(tmp_path / "takeout.mbox", messages)
     run = import_mbox(account, path, batch_size=4)
-    assert (run.status, run.kind, run.fetched, run.created) == ("succeeded", "import", 10, 10)
+    assert (run.status, run.kind, run.fetched, run.created) == ("succeeded", "initial", 10, 10)
     assert Communication.objects.filter(account=account).count() == 10
     assert Communication.objects.get(rfc_message_id="m5@acme.com").labels == ["Inbox", "Important"]
     threaded = Communication.objects.filter(provider_thread_id="1780000000000001")
     assert threaded.count() == 3 and len({c.conversation_id for c in threaded}) == 1
     assert Conversation.objects.count() == 8
     account.refresh_from_db()
-    assert account.sync_cursor == {"path": str(path.resolve()), "offset": path.stat().st_size}
+    assert account.sync_cursor == {"offset": path.stat().st_size, "size": path.stat().st_size}
+    assert account.backfill_state is None
 
 
-def test_reimport_creates_nothing(account, tmp_path):
+def test_reimport_creates_nothing(account, tmp_path, import_mbox):
     path = write_mbox(tmp_path / "a.mbox", [_message(i) for i in range(5)])
     import_mbox(account, path)
-    account.sync_cursor = {}
-    account.save()
+    ProviderAccount.objects.filter(pk=account.pk).update(sync_cursor={})
     run = import_mbox(account, path)
     assert (run.created, run.skipped) == (0, 5)
     assert Communication.objects.count() == 5
 
 
-def test_interrupted_import_resumes_where_it_stopped(account, tmp_path, monkeypatch):
+def test_appended_mail_is_picked_up_by_the_next_delta(account, tmp_path, import_mbox):
+    path = write_mbox(tmp_path / "a.mbox", [_message(i) for i in range(3)])
+    import_mbox(account, path)
+    with open(path, "ab") as handle:
+        handle.write(b"From x Mon Nov  2 10:00:00 2026\n" + _message(99) + b"\n")
+    run = import_mbox(account, path)
+    assert (run.kind, run.fetched, run.created) == ("delta", 1, 1)
+    assert Communication.objects.count() == 4
+
+
+def test_interrupted_import_resumes_where_it_stopped(account, tmp_path, monkeypatch, import_mbox):
     path = write_mbox(tmp_path / "a.mbox", [_message(i) for i in range(10)])
-    real_store = mbox_module.store_batch
+    real_store = sync_module.store_batch
     calls = {"n": 0}
 
-    def crash_on_third_batch(acc, batch):
+    def crash_on_third_batch(acc, batch, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real_store(acc, batch)
+        return real_store(acc, batch, **kwargs)
 
-    monkeypatch.setattr(mbox_module, "store_batch", crash_on_third_batch)
+    monkeypatch.setattr(sync_module, "store_batch", crash_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
         import_mbox(account, path, batch_size=3)
     assert Communication.objects.count() == 6
     failed = SyncRun.objects.get()
     assert failed.status == "failed" and "KeyboardInterrupt" in failed.error
-
-    monkeypatch.setattr(mbox_module, "store_batch", real_store)
     account.refresh_from_db()
+    assert account.claim_token == "" and account.backfill_state["page_token"]["offset"] > 0
+
+    monkeypatch.setattr(sync_module, "store_batch", real_store)
     run = import_mbox(account, path, batch_size=3)
     assert (run.fetched, run.created, run.skipped) == (4, 4, 0)
     assert Communication.objects.count() == 10
@@ -115,8 +140,8 @@ def test_command_with_owner_creates_one_account_per_file(user, tmp_path):
     call_command("import_mbox", str(path), "--owner", "alice", stdout=second, stderr=io.StringIO())
     account = ProviderAccount.objects.get()
     assert (account.provider, account.owner, account.config["path"]) == ("mbox", user, str(path.resolve()))
-    assert "Created mbox account" in first.getvalue() and "3 read, 3 created" in first.getvalue()
-    assert "Resuming" in second.getvalue() and "0 read, 0 created" in second.getvalue()
+    assert "Created mbox account" in first.getvalue() and "3 fetched, 3 created" in first.getvalue()
+    assert "0 fetched, 0 created" in second.getvalue()
     assert Communication.objects.count() == 3
 
 
@@ -124,6 +149,17 @@ def test_command_into_existing_account(account, tmp_path):
     path = write_mbox(tmp_path / "a.mbox", [_message(1)])
     call_command("import_mbox", str(path), "--account", str(account.pk), stdout=io.StringIO(), stderr=io.StringIO())
     assert account.communications.count() == 1
+
+
+def test_command_reports_a_failed_import(user, tmp_path, monkeypatch):
+    path = write_mbox(tmp_path / "a.mbox", [_message(1)])
+
+    def broken(*args, **kwargs):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(sync_module, "store_batch", broken)
+    with pytest.raises(CommandError, match="did not complete: Internal error \\(OSError\\)"):
+        call_command("import_mbox", str(path), "--owner", "alice", stdout=io.StringIO(), stderr=io.StringIO())
 
 
 @pytest.mark.parametrize("args,error", [

@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import hashlib
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -359,6 +360,35 @@ def test_forwarded_message_is_one_eml_attachment() -> None:
     assert message.warnings == ()
 
 
+def test_forwarded_message_is_stored_verbatim_with_long_headers_and_crlf() -> None:
+    # Re-serialising must neither refold a long header nor mix LF into a CRLF message.
+    data = raw("forwarded_rfc822.eml").replace(
+        b"To: boss@example.org\nSubject: =?utf-8?q?Quarterly",
+        b"To: boss@example.org\nX-Long: " + b"x" * 300 + b"\nSubject: =?utf-8?q?Quarterly",
+    )
+    for variant in (data, data.replace(b"\n", b"\r\n")):
+        newline = b"\r\n" if b"\r\n" in variant else b"\n"
+        (forwarded,) = parse_message(variant).attachments
+        start = variant.index(b"Message-ID: <inner-1@fixtures.example>")
+        assert forwarded.content == variant[start : variant.index(newline + b"--outer-fwd--")]
+
+
+def test_bounce_keeps_status_blocks_out_of_attachments() -> None:
+    data = raw("bounce_delivery_status.eml")
+    message = parse_message(data)
+    assert message.body_text == "Your message could not be delivered to nobody@example.net."
+    assert message.sender == email_address("mailer-daemon@mx.example.org", "Mail Delivery System")
+    headers, returned = message.attachments
+    assert (headers.filename, headers.content_type) == ("part-1", "text/rfc822-headers")
+    assert headers.content == b"Message-ID: <lost-1@example.org>\nSubject: lost mail"
+    # The returned original has an empty Subject: a fixed name, and its text stays inside it.
+    assert (returned.filename, returned.content_type) == ("forwarded message.eml", "message/rfc822")
+    inner = parse_message(returned.content or b"")
+    assert (inner.rfc_message_id, inner.subject, inner.body_text) == ("lost-1@example.org", "", "the lost text")
+    assert "lost text" not in message.body_text
+    assert message.warnings == ()
+
+
 # ============================================================================ dates
 
 
@@ -446,6 +476,29 @@ def test_garbage_from() -> None:
     assert message.sender is None
     assert message.to == (email_address("rcpt@example.org"),)
     assert message.warnings == ("unreadable address ';;;@@@'",)
+
+
+def test_null_return_path_is_no_unreadable_address() -> None:
+    message = parse_message(b"Return-Path: <>\nMessage-ID: <n@x>\nSubject: s\n\nbody\n")
+    assert message.sender is None
+    assert message.warnings == ("no From header", "no Date header")
+
+
+def test_malformed_address_header_is_salvaged() -> None:
+    message = parse_message(b'Message-ID: <s@x>\nFrom: "Broken <Someone@Example.org\n\nbody\n')
+    assert message.sender == email_address("someone@example.org")
+    assert "no From header" not in message.warnings
+
+
+def test_pathological_headers_stay_fast() -> None:
+    # Both took tens of seconds before (a quadratic address regex and decode_header).
+    started = time.perf_counter()
+    junk_to = parse_message(b"Message-ID: <p@x>\nTo: " + b"x" * 100_000 + b"\n\nbody\n")
+    long_subject = parse_message(b"Message-ID: <p@x>\nSubject: " + b"=?utf-8?q?a?= " * 200_000 + b"\n\n")
+    assert time.perf_counter() - started < 3
+    assert junk_to.to == () and has_warning(junk_to, "unreadable address")
+    assert long_subject.subject is not None and long_subject.subject.startswith("aaaa")
+    assert "header of 2800000 characters cut to 32768" in long_subject.warnings
 
 
 def test_undisclosed_recipients_and_groups() -> None:

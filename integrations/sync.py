@@ -1,0 +1,351 @@
+"""sync_account: the one entry point for syncing an account.
+
+Used by the scheduler, ``manage.py sync``, the admin's "Sync now", imports and (later)
+the API and webhooks. Lifecycle: claim -> authenticate -> backfill or delta -> record.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from conversations.ingest import BatchResult, apply_updates, forget_refs, mark_deleted, remove_refs, store_batch
+from integrations.models import ProviderAccount, SyncRun
+from integrations.providers.base import (
+    AuthError,
+    BackfillWindow,
+    Batch,
+    Capability,
+    CursorExpired,
+    MessageProvider,
+    ProviderError,
+    RateLimited,
+)
+from integrations.providers.registry import provider_class
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int | None], None]
+
+NOT_SYNCABLE = (ProviderAccount.Status.DISABLED, ProviderAccount.Status.REAUTH_REQUIRED)
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """What happened: "succeeded", "failed", "already_running" or "not_syncable"."""
+
+    status: str
+    run_id: int | None = None
+    message: str = ""
+
+
+class LostClaim(Exception):
+    """Another worker took the account over (this one was presumed dead): stop writing."""
+
+
+def backoff_seconds(failures: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter, capped; never sooner than the provider's Retry-After."""
+    ceiling = min(settings.SYNC_BACKOFF_MAX_SECONDS, settings.SYNC_BACKOFF_BASE_SECONDS * 2 ** max(0, failures - 1))
+    delay = random.uniform(ceiling / 2, ceiling)
+    return max(delay, retry_after or 0.0)
+
+
+def _stale_before() -> dt.datetime:
+    return timezone.now() - dt.timedelta(seconds=settings.SYNC_STALE_CLAIM_SECONDS)
+
+
+def claim(account_id: int) -> str | None:
+    """Claims the account for this worker with one conditional UPDATE; None if someone holds it.
+
+    A claim older than SYNC_STALE_CLAIM_SECONDS is taken over: its holder stopped
+    refreshing it, so it is presumed dead (its writes are fenced off by the token).
+    """
+    token = uuid.uuid4().hex
+    claimed = (
+        ProviderAccount.objects.filter(pk=account_id)
+        .filter(Q(claim_token="") | Q(claimed_at__lt=_stale_before()))
+        .exclude(status__in=NOT_SYNCABLE)
+        .update(claim_token=token, claimed_at=timezone.now(), status=ProviderAccount.Status.SYNCING)
+    )
+    if not claimed:
+        return None
+    # Runs of a previous holder that died are over, whatever they thought.
+    SyncRun.objects.filter(account_id=account_id, status=SyncRun.Status.RUNNING).exclude(claim_token=token).update(
+        status=SyncRun.Status.ABANDONED,
+        finished_at=timezone.now(),
+        error="The worker running this sync stopped without finishing; another worker took over.",
+    )
+    return token
+
+
+def _save_claimed(account: ProviderAccount, token: str, **fields: object) -> None:
+    """Writes account fields only while this worker still holds the claim (and refreshes it)."""
+    fields["claimed_at"] = timezone.now()
+    if not ProviderAccount.objects.filter(pk=account.pk, claim_token=token).update(**fields):
+        raise LostClaim(f"account {account.pk} was taken over by another worker")
+    for name, value in fields.items():
+        setattr(account, name, value)
+
+
+def sync_account(account_id: int, *, full: bool = False, progress: Progress | None = None) -> SyncOutcome:
+    """Syncs one account: backfill if it has no cursor (or ``full``), else the delta since its cursor.
+
+    Returns at once with "already_running" when another worker holds the account. Every
+    batch is stored in one transaction with the cursor or page token it advances, so a
+    crash at any point loses nothing and duplicates nothing on the next run.
+    """
+    account = ProviderAccount.objects.select_related("owner").filter(pk=account_id).first()
+    if account is None:
+        return SyncOutcome("not_syncable", message=f"No account {account_id}")
+    if account.status in NOT_SYNCABLE:
+        return SyncOutcome("not_syncable", message=f"{account} is {account.get_status_display().lower()}: "
+                                                   f"{account.last_error}")
+    token = claim(account_id)
+    if token is None:
+        return SyncOutcome("already_running", message=f"{account} is being synced by another worker")
+    account.refresh_from_db()
+    return _Sync(account, token, progress).run(full)
+
+
+class _Sync:
+    def __init__(self, account: ProviderAccount, token: str, progress: Progress | None) -> None:
+        self.account = account
+        self.token = token
+        self.progress = progress
+        self.totals = BatchResult()
+        self.fetched = 0
+        self.run_row: SyncRun | None = None
+        self.provider: MessageProvider | None = None
+
+    def run(self, full: bool) -> SyncOutcome:
+        account = self.account
+        kind = SyncRun.Kind.FULL_RESYNC if full else (
+            SyncRun.Kind.DELTA if account.sync_cursor else SyncRun.Kind.INITIAL
+        )
+        self.run_row = SyncRun.objects.create(account=account, kind=kind, claim_token=self.token)
+        try:
+            self.provider = provider_class(account.provider)(account)
+            try:
+                self._authenticate()
+                if full:
+                    self._reset_for_resync()
+                if account.sync_cursor:
+                    self._delta()
+                else:
+                    self._backfill()
+            finally:
+                self.provider.close()
+        except LostClaim as error:
+            logger.warning("Sync of account %s abandoned: %s", account.pk, error)
+            self._finish(SyncRun.Status.ABANDONED, str(error))
+            return SyncOutcome("failed", self.run_row.pk, str(error))
+        except BaseException as error:
+            message = self._record_failure(error)
+            if not isinstance(error, Exception):
+                raise  # KeyboardInterrupt / SystemExit: recorded, then let it stop the process
+            return SyncOutcome("failed", self.run_row.pk, message)
+        self._record_success()
+        return SyncOutcome("succeeded", self.run_row.pk, self._summary())
+
+    # --- phases --------------------------------------------------------------------------
+
+    def _authenticate(self) -> None:
+        assert self.provider is not None
+        before = dict(self.account.credentials)
+        self.provider.authenticate()
+        if self.account.credentials != before:
+            # Refreshed tokens: persisted (encrypted) at once, so a crash later keeps them.
+            self.account.save(update_fields=["credentials", "updated_at"])
+
+    def _reset_for_resync(self) -> None:
+        with transaction.atomic():
+            forget_refs(self.account)
+            _save_claimed(self.account, self.token, sync_cursor={}, backfill_state=None)
+
+    def _backfill(self) -> None:
+        assert self.provider is not None
+        state = self.account.backfill_state or {}
+        page_token, pending_cursor = state.get("page_token"), state.get("cursor")
+        days = settings.SYNC_BACKFILL_DAYS
+        window = BackfillWindow(since=timezone.now() - dt.timedelta(days=days) if days else None)
+        while True:
+            batch = self.provider.fetch_initial(window, page_token)
+            pending_cursor = batch.new_cursor if batch.new_cursor is not None else pending_cursor
+            with transaction.atomic():
+                self._store(batch)
+                if batch.next_page_token is None:
+                    _save_claimed(self.account, self.token, sync_cursor=pending_cursor or {}, backfill_state=None)
+                else:
+                    _save_claimed(
+                        self.account, self.token,
+                        backfill_state={"page_token": batch.next_page_token, "cursor": pending_cursor},
+                    )
+            self._report(batch)
+            if batch.next_page_token is None:
+                return
+            page_token = batch.next_page_token
+
+    def _delta(self) -> None:
+        assert self.provider is not None and self.run_row is not None
+        cursor = self.account.sync_cursor
+        while True:
+            try:
+                batch = self.provider.fetch_since(cursor)
+            except CursorExpired as error:
+                self._cursor_expired(error)
+                return
+            new_cursor = batch.new_cursor if batch.new_cursor is not None else cursor
+            with transaction.atomic():
+                self._store(batch)
+                _save_claimed(self.account, self.token, sync_cursor=new_cursor)
+            self._report(batch)
+            cursor = new_cursor
+            if batch.next_page_token is None:
+                break
+        if self.account.consecutive_resyncs:
+            _save_claimed(self.account, self.token, consecutive_resyncs=0)
+
+    def _cursor_expired(self, error: CursorExpired) -> None:
+        """One full resync per expired cursor; too many in a row disables the account."""
+        assert self.run_row is not None
+        resyncs = self.account.consecutive_resyncs + 1
+        limit = settings.SYNC_MAX_CONSECUTIVE_RESYNCS
+        if resyncs > limit:
+            raise _Disable(
+                f"Disabled after {limit} full resyncs in a row: the provider keeps invalidating the sync "
+                f"position ({error}). Check the account at the provider, then re-enable it."
+            )
+        logger.info("Cursor of account %s expired (%s): full resync %s/%s", self.account.pk, error, resyncs, limit)
+        _save_claimed(self.account, self.token, consecutive_resyncs=resyncs)
+        self.run_row.kind = SyncRun.Kind.FULL_RESYNC
+        self.run_row.save(update_fields=["kind"])
+        self._reset_for_resync()
+        self._backfill()
+
+    def _store(self, batch: Batch) -> None:
+        assert self.provider is not None
+        merge = Capability.FOLDER_LABELS in self.provider.capabilities
+        result = store_batch(self.account, batch.messages, merge_labels=merge)
+        if batch.updates:
+            result.updated += apply_updates(
+                self.account, [(u.ref, u.is_read, u.is_starred) for u in batch.updates]
+            )
+        if batch.deleted_refs:
+            result.updated += remove_refs(self.account, batch.deleted_refs)
+        if batch.deleted_ids:
+            result.updated += mark_deleted(self.account, batch.deleted_ids)
+        self.totals += result
+        self.fetched += len(batch.messages)
+
+    def _report(self, batch: Batch) -> None:
+        assert self.run_row is not None and self.provider is not None
+        run = self.run_row
+        run.fetched, run.created, run.updated, run.skipped = (
+            self.fetched, self.totals.created, self.totals.updated, self.totals.skipped
+        )
+        run.api_calls = self.provider.api_calls
+        run.save(update_fields=["fetched", "created", "updated", "skipped", "api_calls"])
+        if self.progress is not None:
+            done, total = batch.progress if batch.progress else (self.fetched, None)
+            self.progress(done, total)
+
+    # --- outcome -------------------------------------------------------------------------
+
+    def _summary(self) -> str:
+        return (f"{self.fetched} fetched, {self.totals.created} created, {self.totals.updated} updated, "
+                f"{self.totals.skipped} unchanged")
+
+    def _finish(self, status: str, error: str) -> None:
+        assert self.run_row is not None
+        run = self.run_row
+        run.status, run.error, run.finished_at = status, error[:4000], timezone.now()
+        run.fetched, run.created, run.updated, run.skipped = (
+            self.fetched, self.totals.created, self.totals.updated, self.totals.skipped
+        )
+        if self.provider is not None:
+            run.api_calls = self.provider.api_calls
+        run.save()
+
+    def _release(self, **fields: object) -> None:
+        fields.update(claim_token="", claimed_at=None)
+        ProviderAccount.objects.filter(pk=self.account.pk, claim_token=self.token).update(**fields)
+
+    def _record_success(self) -> None:
+        now = timezone.now()
+        self._finish(SyncRun.Status.SUCCEEDED, "")
+        self._release(
+            status=ProviderAccount.Status.CONNECTED, last_error="", last_synced_at=now, consecutive_failures=0,
+            next_sync_at=now + dt.timedelta(seconds=self.account.sync_interval),
+        )
+
+    def _record_failure(self, error: BaseException) -> str:
+        now = timezone.now()
+        failures = self.account.consecutive_failures + 1
+        status = ProviderAccount.Status.ERROR
+        next_sync_at: dt.datetime | None = now + dt.timedelta(seconds=backoff_seconds(failures))
+        if isinstance(error, _Disable):
+            status, next_sync_at, message = ProviderAccount.Status.DISABLED, None, str(error)
+        elif isinstance(error, AuthError) and error.permanent:
+            status, next_sync_at = ProviderAccount.Status.REAUTH_REQUIRED, None
+            message = (f"{error} Update the account's credentials (reconnect it) to resume syncing; "
+                       "no retries until then.")
+        elif isinstance(error, RateLimited):
+            # Normal weather, not a fault: stay connected and resume from the saved position.
+            status = ProviderAccount.Status.CONNECTED
+            next_sync_at = now + dt.timedelta(seconds=backoff_seconds(failures, error.retry_after))
+            message = f"Rate limited by the provider; resuming at {next_sync_at:%Y-%m-%d %H:%M:%S} UTC. ({error})"
+        elif isinstance(error, ProviderError) and error.permanent:
+            next_sync_at = None
+            message = f"{error} Fix the account's settings, then sync it again."
+        elif isinstance(error, ProviderError):
+            message = f"{error} Retrying at {next_sync_at:%Y-%m-%d %H:%M:%S} UTC."
+        elif isinstance(error, Exception):
+            logger.exception("Sync of account %s failed with an unexpected error", self.account.pk)
+            message = f"Internal error ({type(error).__name__}); retrying at {next_sync_at:%Y-%m-%d %H:%M:%S} UTC."
+        else:
+            message, next_sync_at = f"Interrupted ({type(error).__name__}); it resumes on the next sync.", now
+        self._finish(SyncRun.Status.FAILED, message)
+        self._release(status=status, last_error=message, consecutive_failures=failures, next_sync_at=next_sync_at)
+        return message
+
+
+class _Disable(Exception):
+    """Raised inside a sync when the account must be disabled (too many resyncs)."""
+
+
+def sweep_stale_runs() -> int:
+    """Marks runs whose worker died as abandoned, and frees the accounts they held.
+
+    A running sync refreshes its account's claim after every batch; a claim older than
+    SYNC_STALE_CLAIM_SECONDS therefore means its worker is gone. Returns runs marked.
+    """
+    stale = _stale_before()
+    now = timezone.now()
+    dead_accounts = list(
+        ProviderAccount.objects.exclude(claim_token="").filter(claimed_at__lt=stale).values_list("pk", "claim_token")
+    )
+    marked = 0
+    for account_id, token in dead_accounts:
+        with transaction.atomic():
+            freed = ProviderAccount.objects.filter(pk=account_id, claim_token=token).update(
+                claim_token="", claimed_at=None, status=ProviderAccount.Status.ERROR, next_sync_at=now,
+                last_error="The last sync stalled (its worker stopped responding); it will be retried.",
+            )
+            if freed:
+                marked += SyncRun.objects.filter(account_id=account_id, status=SyncRun.Status.RUNNING).update(
+                    status=SyncRun.Status.ABANDONED, finished_at=now,
+                    error="The worker running this sync stopped responding.",
+                )
+    # Runs left "running" without any claim behind them (a claim released by a takeover).
+    marked += SyncRun.objects.filter(status=SyncRun.Status.RUNNING, started_at__lt=stale).exclude(
+        account__claim_token=F("claim_token")
+    ).update(status=SyncRun.Status.ABANDONED, finished_at=now, error="The worker running this sync stopped.")
+    return marked
