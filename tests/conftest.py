@@ -8,6 +8,8 @@ from django.contrib.auth import get_user_model
 
 from integrations.models import ProviderAccount
 
+pytest_plugins = ["tests.fixtures_dovecot"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
