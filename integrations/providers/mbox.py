@@ -86,6 +86,7 @@ class MboxProvider(MessageProvider):
             raise PermanentError(f"The mbox file {self.path} does not exist or is not a file.")
 
     def _page(self, start: int) -> Batch:
+        self.api_calls += 1  # one read of the file per page: the nearest thing to a request
         size = self.path.stat().st_size
         messages, end = [], start
         for found in iter_mbox(self.path, start):

@@ -4,7 +4,9 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import itertools
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass
+from typing import Any
 
 from integrations.models import ProviderAccount
 from tests.dovecot import append_many
@@ -13,59 +15,81 @@ from tests.fixtures_dovecot import ImapUser
 _numbers = itertools.count(1)
 
 
-def make_raw(number: int | None = None, *, subject: str = "", sender: str = "carol@acme.com",
-             to: str = "", extra_headers: str = "", body: str = "") -> bytes:
-    number = next(_numbers) if number is None else number
+def make_raw(*, subject: str = "", sender: str = "carol@acme.com", to: str = "someone@example.org",
+             extra_headers: str = "", body: str = "", message_id: str = "") -> bytes:
+    number = next(_numbers)
     date = email.utils.format_datetime(dt.datetime(2026, 10, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=number))
+    message_id = message_id or f"imap-{number}-{uuid.uuid4().hex[:8]}@acme.com"
     return (
-        f"From: Carol <{sender}>\r\nTo: {to or 'someone@example.org'}\r\nSubject: {subject or f'Message {number}'}\r\n"
-        f"Date: {date}\r\nMessage-ID: <imap-{number}-{id(object())}@acme.com>\r\n{extra_headers}\r\n"
+        f"From: Carol <{sender}>\r\nTo: {to}\r\nSubject: {subject or f'Message {number}'}\r\n"
+        f"Date: {date}\r\nMessage-ID: <{message_id}>\r\n{extra_headers}\r\n"
         f"{body or f'Body number {number}'}\r\n"
     ).encode()
 
 
 @dataclass
 class ImapHarness:
-    user: ImapUser
-    owner: object
-    supports_rate_limit: bool = False
-    appended: list[int] = field(default_factory=list)
+    """Messages go to the folder "Box", which (unlike INBOX) can be deleted and recreated."""
 
-    def make_account(self, **config: object) -> ProviderAccount:
+    user: ImapUser
+    owner: Any
+    folder: str = "Box"
+    supports_auth: bool = True
+
+    def __post_init__(self) -> None:
+        with self.connection() as client:
+            if not client.folder_exists(self.folder):
+                client.create_folder(self.folder)
+
+    def connection(self):  # type: ignore[no-untyped-def]
+        return _Connection(self.user)
+
+    def make_account(self) -> ProviderAccount:
         return ProviderAccount.objects.create(
             owner=self.owner,
             provider="imap",
             display_name="Dovecot",
             external_address=f"{self.user.username}@example.org",
             config={"host": self.user.host, "port": self.user.port, "security": "none",
-                    "username": self.user.username, **config},
+                    "username": self.user.username, "folders": [self.folder]},
             credentials={"password": self.user.password},
         )
 
-    def add_messages(self, count: int, folder: str = "INBOX", **kwargs: object) -> list[bytes]:
-        raws = [make_raw(**kwargs) for _ in range(count)]  # type: ignore[arg-type]
-        self.append_raw(raws, folder)
+    def add_messages(self, count: int, **kwargs: Any) -> list[bytes]:
+        raws = [make_raw(**kwargs) for _ in range(count)]
+        self.append_raw(raws)
         return raws
 
-    def append_raw(self, raws: list[bytes], folder: str = "INBOX") -> None:
-        client = self.user.client()
-        try:
-            self.appended += append_many(client, folder, raws)
-        finally:
-            client.logout()
+    def append_raw(self, raws: list[bytes], folder: str | None = None) -> list[int]:
+        with self.connection() as client:
+            return append_many(client, folder or self.folder, raws)
 
     def add_malformed(self) -> None:
-        self.append_raw([b"Subject: =?bogus?Q?x?=\r\nFrom: ;;;@@@\r\nDate: yesterday-ish\r\n\r\n\xff\xfe garbage"])
+        self.append_raw([b"Subject: =?bogus?Q?x?=\r\nFrom: ;;;@@@\r\nDate: yesterday-ish\r\n\r\n\xff\xfe garbage\r\n"])
 
-    def expire_cursor(self, account: ProviderAccount) -> None:
-        """Delete and recreate INBOX's sibling? INBOX cannot be deleted: change UIDVALIDITY of a folder."""
-        folder = "Reset"
-        client = self.user.client()
-        try:
-            client.delete_folder(folder) if client.folder_exists(folder) else None
-            client.create_folder(folder)
-        finally:
-            client.logout()
+    def expire_cursor(self) -> None:
+        """Deletes and recreates the folder with the same messages: a new UIDVALIDITY."""
+        with self.connection() as client:
+            client.select_folder(self.folder, readonly=True)
+            uids = client.search(["ALL"])
+            raws = [data[b"BODY[]"] for data in client.fetch(uids, ["BODY.PEEK[]"]).values()] if uids else []
+            client.unselect_folder()
+            client.delete_folder(self.folder)
+            client.create_folder(self.folder)
+            if raws:
+                append_many(client, self.folder, raws)
 
     def break_auth(self) -> None:
         self.user.server.set_password(self.user.username, "a-different-password")
+
+
+class _Connection:
+    def __init__(self, user: ImapUser) -> None:
+        self.user = user
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self.client = self.user.client()
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.logout()

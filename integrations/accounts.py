@@ -1,0 +1,29 @@
+"""Account services shared by commands, admin and (later) web pages."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.models import ProviderAccount
+from integrations.providers.registry import provider_class
+
+
+def check_credentials(account: ProviderAccount) -> None:
+    """Logs in with the account's (possibly unsaved) settings; raises the provider's AuthError etc."""
+    with provider_class(account.provider)(account) as provider:
+        provider.authenticate()
+
+
+@transaction.atomic
+def save_credentials(account: ProviderAccount, credentials: dict[str, Any]) -> ProviderAccount:
+    """Stores new credentials; an account waiting for re-authentication becomes syncable again."""
+    account.credentials = credentials
+    if account.status in (ProviderAccount.Status.REAUTH_REQUIRED, ProviderAccount.Status.ERROR):
+        account.status = ProviderAccount.Status.CONNECTED
+        account.last_error = ""
+    account.consecutive_failures = 0
+    account.next_sync_at = timezone.now()
+    account.save()
+    return account

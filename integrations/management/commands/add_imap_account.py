@@ -1,0 +1,68 @@
+"""manage.py add_imap_account --owner USER --host H --port P --security ssl|starttls|none --username U"""
+from __future__ import annotations
+
+import getpass
+import sys
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from integrations.accounts import check_credentials, save_credentials
+from integrations.models import ProviderAccount
+from integrations.providers.base import ProviderError
+from integrations.providers.imap import SECURITY_CHOICES
+
+
+class Command(BaseCommand):
+    help = (
+        "Connect an IMAP mailbox. The password is read from a prompt or, with --password-stdin, from "
+        "standard input (never from the command line). The login is tested before anything is saved; "
+        "an existing account for the same owner, host and username gets the new settings."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--owner", required=True, help="Username of the account's owner")
+        parser.add_argument("--host", required=True)
+        parser.add_argument("--port", type=int, help="Default: 993 for ssl, 143 otherwise")
+        parser.add_argument("--security", choices=SECURITY_CHOICES, default="ssl")
+        parser.add_argument("--username", required=True, help="IMAP login name")
+        parser.add_argument("--folders", nargs="*", help="Folders to sync (default: INBOX and the Sent folder)")
+        parser.add_argument("--email", help="The mailbox's address (default: the username if it is one)")
+        parser.add_argument("--password-stdin", action="store_true", help="Read the password from standard input")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        owner = get_user_model().objects.filter(username=options["owner"]).first()
+        if owner is None:
+            raise CommandError(f"No user named {options['owner']!r}")
+        password = self._password(options["password_stdin"])
+        if not password:
+            raise CommandError("An empty password was given")
+        port = options["port"] or (993 if options["security"] == "ssl" else 143)
+        config: dict[str, Any] = {"host": options["host"], "port": port, "security": options["security"],
+                                  "username": options["username"]}
+        if options["folders"]:
+            config["folders"] = options["folders"]
+        address = options["email"] or (options["username"] if "@" in options["username"] else "")
+        account = ProviderAccount.objects.filter(
+            owner=owner, provider="imap", config__host=options["host"], config__username=options["username"]
+        ).first() or ProviderAccount(owner=owner, provider="imap")
+        account.config = {**account.config, **config}
+        account.external_address = address or account.external_address
+        account.display_name = account.display_name or f"{options['username']} on {options['host']}"
+        account.credentials = {"password": password}
+        try:
+            check_credentials(account)
+        except ProviderError as error:
+            raise CommandError(f"Login test failed, nothing saved: {error}") from None
+        created = account.pk is None
+        save_credentials(account, {"password": password})
+        self.stderr.write(f"{'Created' if created else 'Updated'} IMAP account; login test passed.")
+        self.stdout.write(str(account.pk))
+
+    def _password(self, from_stdin: bool) -> str:
+        if from_stdin:
+            return sys.stdin.readline().rstrip("\r\n")
+        if not sys.stdin.isatty():
+            raise CommandError("No terminal to prompt for the password: use --password-stdin")
+        return getpass.getpass("IMAP password: ")
