@@ -195,7 +195,8 @@ def run_child(args: argparse.Namespace) -> None:
         import cProfile
 
         profiler = cProfile.Profile()
-    query_times: dict[str, list[float]] = {}
+    query_times: dict[str, list[float]] = {}  # statement -> [count, seconds, seconds in the last half]
+    in_last_half = [False]
     if args.queries:
         import re
 
@@ -210,9 +211,12 @@ def run_child(args: argparse.Namespace) -> None:
             try:
                 return execute(sql, params, many, context)
             finally:
-                entry = query_times.setdefault(key, [0, 0.0])
+                entry = query_times.setdefault(key, [0, 0.0, 0.0])
+                elapsed = time.perf_counter() - t
                 entry[0] += 1
-                entry[1] += time.perf_counter() - t
+                entry[1] += elapsed
+                if in_last_half[0]:
+                    entry[2] += elapsed
 
         connection.execute_wrappers.append(timed)
     e2e_parse_s = store_s = store_cpu = server_cpu = 0.0
@@ -242,6 +246,7 @@ def run_child(args: argparse.Namespace) -> None:
         updated += result.updated
         skipped += result.skipped
         done += len(parsed)
+        in_last_half[0] = done >= n / 2
         del parsed, result
         if done >= next_report:
             print(
@@ -255,8 +260,12 @@ def run_child(args: argparse.Namespace) -> None:
     if args.queries:
         connection.execute_wrappers.remove(timed)
         print(f"\n===== [{label}] SQL time inside store_batch ({store_s:.2f}s in all), by statement =====")
-        for key, (count, seconds) in sorted(query_times.items(), key=lambda kv: -kv[1][1]):
-            print(f"  {seconds:8.2f}s {100 * seconds / store_s:5.1f}%  {count:6d}x  {key}")
+        print("   seconds  share   calls  first half / last half of the messages  statement")
+        for key, (count, seconds, last) in sorted(query_times.items(), key=lambda kv: -kv[1][1]):
+            print(
+                f"  {seconds:8.2f}s {100 * seconds / store_s:5.1f}%  {count:6d}x  {seconds - last:7.2f}s / {last:7.2f}s"
+                f"                {key}"
+            )
         print(f"  {sum(v[1] for v in query_times.values()):8.2f}s total in cursor.execute")
     media = Path(settings.MEDIA_ROOT) / "attachments"
     stored_files = sum(1 for p in media.rglob("*") if p.is_file()) if media.exists() else 0

@@ -333,6 +333,10 @@ class ImapProvider(MessageProvider):
             if self.condstore and state.highestmodseq and current.highestmodseq > state.highestmodseq:
                 self._changes_since(folder, state, batch)
                 state.highestmodseq = current.highestmodseq
+            elif self.condstore and not state.highestmodseq:
+                # A cursor made without CONDSTORE (or from a NOMODSEQ mailbox): start tracking
+                # flag changes from now on, instead of never.
+                state.highestmodseq = current.highestmodseq
             if budget > 0 and current.last_uid > state.last_uid:
                 new_uids = self._search_uids(["UID", f"{state.last_uid + 1}:*"], f"searching {folder}")
                 new_uids = sorted(u for u in new_uids if u > state.last_uid)
