@@ -237,3 +237,44 @@ def test_admin_sync_now_enqueues(admin_client, scripted_account):
     assert OrmQ.objects.count() == before + 1
     text = response.content.decode()
     assert "Queued a sync of 1 account(s)." in text and "need attention first" in text
+
+
+# --- manage.py sync ---------------------------------------------------------------------------
+
+import io  # noqa: E402
+
+from django.core.management import CommandError, call_command  # noqa: E402
+
+
+def test_sync_command_runs_inline(scripted_account, scripted):
+    scripted.script = [page(3)]
+    out = io.StringIO()
+    call_command("sync", "--account", str(scripted_account.pk), stdout=out, stderr=io.StringIO())
+    assert f"Account {scripted_account.pk}: succeeded: 3 fetched, 3 created" in out.getvalue()
+    assert Communication.objects.count() == 3
+
+
+def test_sync_command_full_forgets_the_cursor(scripted_account, scripted):
+    scripted.script = [page(2)]
+    sync_account(scripted_account.pk)
+    scripted.script = [page(1)]
+    call_command("sync", "--account", str(scripted_account.pk), "--full", stdout=io.StringIO(),
+                 stderr=io.StringIO())
+    assert SyncRun.objects.latest("pk").kind == "full_resync"
+
+
+def test_sync_command_all_skips_accounts_needing_attention_and_reports_failures(user, scripted):
+    ok = ProviderAccount.objects.create(owner=user, provider="scripted")
+    ProviderAccount.objects.create(owner=user, provider="scripted", status="reauth_required")
+    broken = ProviderAccount.objects.create(owner=user, provider="scripted")
+    scripted.script = [page(1), TransientError("server unavailable")]
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="1 of 2 account"):
+        call_command("sync", "--all", stdout=out, stderr=io.StringIO())
+    assert f"Account {ok.pk}: succeeded" in out.getvalue()
+    assert f"Account {broken.pk}: failed: server unavailable" in out.getvalue()
+
+
+def test_sync_command_unknown_account():
+    with pytest.raises(CommandError, match="No account with id 424242"):
+        call_command("sync", "--account", "424242")
