@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -16,28 +17,57 @@ from conversations.messages import ParsedAttachment
 
 logger = logging.getLogger(__name__)
 
+StoredContent = tuple[str, str, int | None]  # (storage name or "", sha256, size)
+
 
 def storage_name(sha256: str) -> str:
     return f"attachments/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
-def store_content(attachment: ParsedAttachment) -> tuple[str, str, int | None]:
-    """Stores the content if allowed; returns (stored name or "", sha256, size)."""
+def _content(attachment: ParsedAttachment, limit: int) -> bytes | None:
+    if attachment.content is not None:
+        return attachment.content
+    if attachment.fetch is None or (attachment.size is not None and attachment.size > limit):
+        return None
+    try:
+        return attachment.fetch()
+    except Exception:
+        # Losing an attachment body must not lose the message: keep the metadata.
+        logger.warning("Could not fetch attachment %r", attachment.filename, exc_info=True)
+        return None
+
+
+def store_contents(attachments: Sequence[ParsedAttachment]) -> list[StoredContent]:
+    """Stores each attachment's content unless already stored or over the cap, in order.
+
+    One query finds which contents are stored already, so a batch re-using the same
+    logo or signature image touches the storage once at most.
+    """
+    from conversations.models import Attachment  # models import this module's helpers' callers
+
     limit = settings.ATTACHMENT_MAX_BYTES
-    content = attachment.content
-    if content is None and attachment.fetch is not None and (attachment.size is None or attachment.size <= limit):
-        try:
-            content = attachment.fetch()
-        except Exception:
-            # Losing an attachment body must not lose the message: keep the metadata.
-            logger.warning("Could not fetch attachment %r", attachment.filename, exc_info=True)
-            content = None
-    if content is None:
-        return "", attachment.sha256, attachment.size
-    sha256 = attachment.sha256 or hashlib.sha256(content).hexdigest()
-    if len(content) > limit:
-        return "", sha256, len(content)
-    name = storage_name(sha256)
-    if not default_storage.exists(name):
-        name = default_storage.save(name, ContentFile(content))
-    return name, sha256, len(content)
+    prepared: list[tuple[ParsedAttachment, bytes | None, str]] = []
+    for attachment in attachments:
+        content = _content(attachment, limit)
+        sha256 = attachment.sha256 or (hashlib.sha256(content).hexdigest() if content is not None else "")
+        prepared.append((attachment, content, sha256))
+    wanted = {sha for _a, content, sha in prepared if content is not None and len(content) <= limit}
+    known = dict(
+        Attachment.objects.filter(sha256__in=wanted).exclude(stored_name="").values_list("sha256", "stored_name")
+    ) if wanted else {}
+    results: list[StoredContent] = []
+    for attachment, content, sha256 in prepared:
+        if content is None:
+            results.append(("", sha256, attachment.size))
+            continue
+        if len(content) > limit:
+            results.append(("", sha256, len(content)))
+            continue
+        name = known.get(sha256)
+        if name is None:
+            name = storage_name(sha256)
+            if not default_storage.exists(name):
+                name = default_storage.save(name, ContentFile(content))
+            known[sha256] = name
+        results.append((name, sha256, len(content)))
+    return results

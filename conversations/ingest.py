@@ -10,24 +10,23 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, Min, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Subquery
 from django.utils import timezone
 
 from contacts.resolve import AddressToResolve, Resolution, resolve_addresses
-from conversations.attachments import store_content
-from conversations.messages import Address, Direction, ParsedMessage
+from conversations.attachments import store_contents
+from conversations.bulk import add_to_counters, bulk_insert
+from conversations.messages import Direction, ParsedMessage
 from conversations.models import Attachment, Communication, Conversation, MessageRef, Participant, ThreadKey
 from conversations.parsing import clean_text
 from conversations.threading import candidate_keys, conversation_subject
 
 _QUERY_CHUNK = 900
 SNIPPET_LENGTH = 200
-_SPACES = re.compile(r"\s+")
 
 
 class Account(Protocol):
@@ -69,7 +68,7 @@ def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
 
 
 def _snippet(text: str) -> str:
-    return _SPACES.sub(" ", text[: SNIPPET_LENGTH * 4]).strip()[:SNIPPET_LENGTH]
+    return clean_text(" ".join(text[: SNIPPET_LENGTH * 4].split())[:SNIPPET_LENGTH])
 
 
 def store_batch(account: Account, messages: Sequence[ParsedMessage], *, merge_labels: bool = False) -> BatchResult:
@@ -280,101 +279,86 @@ def _assign_conversations(
     return assigned, {k: c for k, c in known.items() if k not in in_database}
 
 
+_COMMUNICATION_FIELDS = (
+    "account_id", "conversation_id", "provider_message_id", "rfc_message_id", "provider_thread_id", "channel",
+    "direction", "subject", "body_text", "body_html", "snippet", "sent_at", "received_at", "in_reply_to",
+    "references", "labels", "delivery_status", "raw_size", "is_read", "is_starred", "parse_warnings",
+    "created_at", "updated_at",
+)
+_PARTICIPANT_FIELDS = (
+    "communication_id", "role", "kind", "address", "display_name", "contact_id", "company_id", "is_owner",
+)
+_ATTACHMENT_FIELDS = (
+    "communication_id", "filename", "content_type", "size", "sha256", "content_id", "inline", "stored_name",
+)
+
+
 def _create(account: Account, messages: list[ParsedMessage]) -> list[int]:
     own = account.own_addresses()
     resolutions = _resolve(messages, own)
     conversations, new_keys = _assign_conversations(account, messages)
-    new_conversations = list({id(c): c for c in conversations if c.pk is None}.values())
-    Conversation.objects.bulk_create(new_conversations)
+    _save_conversations(conversations, messages)
     ThreadKey.objects.bulk_create(
         [ThreadKey(key=key, conversation_id=conversation.pk) for key, conversation in new_keys.items()],
         ignore_conflicts=True,
     )
 
     now = timezone.now()
-    rows: list[Communication] = []
+    rows = []
     for message, conversation in zip(messages, conversations, strict=True):
         direction = message.direction
         if message.sender is not None and message.sender.value in own:
             direction = Direction.OUTBOUND
-        rows.append(
-            Communication(
-                account_id=account.pk,
-                conversation_id=conversation.pk,
-                provider_message_id=message.provider_message_id[:255],
-                rfc_message_id=message.rfc_message_id[:512],
-                provider_thread_id=message.provider_thread_id[:255],
-                channel=message.channel.value,
-                direction=direction.value,
-                subject=clean_text(message.subject) if message.subject is not None else None,
-                body_text=clean_text(message.body_text),
-                body_html=clean_text(message.body_html),
-                snippet=clean_text(_snippet(message.body_text)),
-                sent_at=message.sent_at,
-                received_at=message.received_at,
-                in_reply_to=message.in_reply_to[:512],
-                references=list(message.references),
-                labels=list(message.labels),
-                delivery_status=message.delivery_status,
-                raw_size=message.raw_size,
-                is_read=message.is_read,
-                is_starred=message.is_starred,
-                parse_warnings=list(message.warnings),
-                created_at=now,
-                updated_at=now,
-            )
-        )
-    Communication.objects.bulk_create(rows)
+        rows.append((
+            account.pk, conversation.pk, message.provider_message_id[:255], message.rfc_message_id[:512],
+            message.provider_thread_id[:255], message.channel.value, direction.value,
+            clean_text(message.subject) if message.subject is not None else None,
+            clean_text(message.body_text), clean_text(message.body_html), _snippet(message.body_text),
+            message.sent_at, message.received_at, message.in_reply_to[:512], list(message.references),
+            list(message.labels), message.delivery_status, message.raw_size, message.is_read, message.is_starred,
+            list(message.warnings), now, now,
+        ))
+    ids = bulk_insert(Communication, _COMMUNICATION_FIELDS, rows)
 
-    participants: list[Participant] = []
-    attachments: list[Attachment] = []
-    for message, row in zip(messages, rows, strict=True):
+    participants = []
+    for message, communication_id in zip(messages, ids, strict=True):
         for role, address in message.participants():
-            participants.append(_participant(row, role, address, own, resolutions))
-        for parsed in message.attachments:
-            stored_name, sha256, size = store_content(parsed)
-            attachments.append(
-                Attachment(
-                    communication_id=row.pk,
-                    filename=clean_text(parsed.filename)[:255],
-                    content_type=parsed.content_type[:255],
-                    size=size,
-                    sha256=sha256,
-                    content_id=parsed.content_id[:255],
-                    inline=parsed.inline,
-                    stored_name=stored_name,
-                )
-            )
-    Participant.objects.bulk_create(participants)
-    Attachment.objects.bulk_create(attachments)
-    _refresh_conversation_stats({c.pk for c in conversations})
-    return [row.pk for row in rows]
+            resolution = resolutions.get(address.value)
+            participants.append((
+                communication_id, role, address.kind.value, address.value[:320],
+                clean_text(address.display_name)[:200],
+                resolution.contact_id if resolution else None, resolution.company_id if resolution else None,
+                address.value in own,
+            ))
+    bulk_insert(Participant, _PARTICIPANT_FIELDS, participants)
+
+    owners = [(communication_id, parsed) for message, communication_id in zip(messages, ids, strict=True)
+              for parsed in message.attachments]
+    stored = store_contents([parsed for _owner, parsed in owners])
+    bulk_insert(Attachment, _ATTACHMENT_FIELDS, [
+        (communication_id, clean_text(parsed.filename)[:255], parsed.content_type[:255], size, sha256,
+         parsed.content_id[:255], parsed.inline, stored_name)
+        for (communication_id, parsed), (stored_name, sha256, size) in zip(owners, stored, strict=True)
+    ])
+    return ids
 
 
-def _participant(
-    row: Communication, role: str, address: Address, own: set[str], resolutions: dict[str, Resolution]
-) -> Participant:
-    resolution = resolutions.get(address.value)
-    return Participant(
-        communication_id=row.pk,
-        role=role,
-        kind=address.kind.value,
-        address=address.value[:320],
-        display_name=clean_text(address.display_name)[:200],
-        contact_id=resolution.contact_id if resolution else None,
-        company_id=resolution.company_id if resolution else None,
-        is_owner=address.value in own,
-    )
-
-
-def _refresh_conversation_stats(conversation_ids: set[int]) -> None:
-    ids = sorted(conversation_ids)
-    for start in range(0, len(ids), _QUERY_CHUNK):
-        chunk = ids[start : start + _QUERY_CHUNK]
-        messages = Communication.objects.filter(conversation_id=OuterRef("pk")).values("conversation_id")
-        Conversation.objects.filter(pk__in=chunk).update(
-            message_count=Coalesce(Subquery(messages.annotate(n=Count("id")).values("n")), 0),
-            first_message_at=Subquery(messages.annotate(t=Min("sent_at")).values("t")),
-            last_message_at=Subquery(messages.annotate(t=Max("sent_at")).values("t")),
-        )
-
+def _save_conversations(conversations: list[Conversation], messages: list[ParsedMessage]) -> None:
+    """Creates the new conversations with their counters, and adds to the existing ones'."""
+    counters: dict[int, list[Any]] = {}  # id(conversation) -> [conversation, count, first, last]
+    for conversation, message in zip(conversations, messages, strict=True):
+        entry = counters.setdefault(id(conversation), [conversation, 0, None, None])
+        entry[1] += 1
+        if message.sent_at is not None:
+            entry[2] = message.sent_at if entry[2] is None else min(entry[2], message.sent_at)
+            entry[3] = message.sent_at if entry[3] is None else max(entry[3], message.sent_at)
+    new = []
+    existing = []
+    for conversation, count, first, last in counters.values():
+        if conversation.pk is None:
+            conversation.message_count, conversation.first_message_at, conversation.last_message_at = count, first, last
+            new.append(conversation)
+        else:
+            existing.append((conversation.pk, count, first, last))
+    Conversation.objects.bulk_create(new)
+    add_to_counters(Conversation._meta.db_table, existing)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import pytest
 from django.db import connection
@@ -271,7 +272,8 @@ def test_a_failing_batch_stores_nothing(account, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ingest.Participant.objects, "bulk_create", boom)
+    # Fails after communications and participants went in: all of it must roll back.
+    monkeypatch.setattr(ingest, "store_contents", boom)
     with pytest.raises(RuntimeError):
         store_batch(account, [message(), message()])
     assert not Communication.objects.exists()
@@ -319,3 +321,15 @@ def test_re_seen_message_is_undeleted(account):
     assert mark_deleted(account, [original.provider_message_id]) == 1
     assert store_batch(account, [original]).updated == 1
     assert Communication.objects.get().deleted_at is None
+
+
+def test_conversation_counters_cover_every_batch(account):
+    base = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    store_batch(account, [message(provider_thread_id="T9", sent_at=base + dt.timedelta(hours=2))])
+    store_batch(account, [message(provider_thread_id="T9", sent_at=base),
+                          message(provider_thread_id="T9", sent_at=None),
+                          message(provider_thread_id="T9", sent_at=base + dt.timedelta(hours=5))])
+    conversation = Conversation.objects.get()
+    assert conversation.message_count == 4
+    assert conversation.first_message_at == base
+    assert conversation.last_message_at == base + dt.timedelta(hours=5)
