@@ -7,7 +7,8 @@
 Each database is measured in a child process of this script (so that DATABASE_URL is set
 before Django starts and peak RSS is that database's alone), on a throwaway database:
 SQLite in a temp file, PostgreSQL in a fresh ``crmext_bench`` database (dropped before
-and after; admin URL from --pg-url / $BENCH_PG_URL). Attachments go to a temp MEDIA_ROOT.
+and after; admin URL from $BENCH_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres).
+Attachments go to a temp MEDIA_ROOT.
 
 In the child:
   1. parse only: messages are generated in batches (not timed) and parsed (timed);
@@ -16,8 +17,10 @@ In the child:
 Nothing ever holds more than one batch, so memory is bounded whatever --n.
 
 This prints figures; it asserts nothing (a failed created-count check is reported).
---profile N runs store_batch under cProfile and prints the top N functions (the
-timings of that run are inflated by the profiler).
+Diagnostics: --profile N runs store_batch under cProfile and prints the top N functions
+(that run's rates are inflated by the profiler); --queries times the SQL inside store_batch
+by statement; --imap-style stores messages as the IMAP provider hands them over (ref,
+folder label, flags, merge_labels); --pg-option KEY=VALUE tries a PostgreSQL OPTIONS entry.
 """
 from __future__ import annotations
 
@@ -106,6 +109,15 @@ def _load() -> str:
     return ", ".join(parts)
 
 
+def _count(app: str, model: str) -> int | None:
+    from django.apps import apps
+
+    try:
+        return apps.get_model(app, model).objects.count()
+    except LookupError:
+        return None
+
+
 def _server_version() -> str:
     from django.db import connection
 
@@ -120,6 +132,7 @@ def _server_version() -> str:
 
 
 def run_child(args: argparse.Namespace) -> None:
+    import dataclasses
     import hashlib
 
     os.environ["DJANGO_SETTINGS_MODULE"] = "crmext.settings"
@@ -206,7 +219,10 @@ def run_child(args: argparse.Namespace) -> None:
         def timed(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
             kind, table = kind_re.match(sql), table_re.search(sql)
             verb = kind.group(1).upper() if kind else "?"
-            key = verb if verb in ("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK") else f"{verb} {table.group(1) if table else ''}"
+            if verb in ("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK"):
+                key = verb
+            else:
+                key = f"{verb} {table.group(1) if table else ''}"
             t = time.perf_counter()
             try:
                 return execute(sql, params, many, context)
@@ -219,6 +235,7 @@ def run_child(args: argparse.Namespace) -> None:
                     entry[2] += elapsed
 
         connection.execute_wrappers.append(timed)
+    store_kwargs = {"merge_labels": True} if args.imap_style else {}
     e2e_parse_s = store_s = store_cpu = server_cpu = 0.0
     created = updated = skipped = 0
     done = 0
@@ -227,13 +244,24 @@ def run_child(args: argparse.Namespace) -> None:
     for raw_batch, _generated in _batches(generate_messages(n, args.seed), size):
         t0 = time.perf_counter()
         parsed = [parse_message(raw) for raw in raw_batch]
+        if args.imap_style:  # what the IMAP provider adds: one folder copy per message, flags
+            parsed = [
+                dataclasses.replace(
+                    message,
+                    labels=("INBOX",),
+                    ref=f"INBOX:1:{done + i + 1}",
+                    is_read=i % 3 != 0,
+                    is_starred=i % 17 == 0,
+                )
+                for i, message in enumerate(parsed)
+            ]
         parse_end = time.perf_counter()
         del raw_batch
         s0 = _process_cpu(backend)
         if profiler is not None:
             profiler.enable()
         t1, c1 = time.perf_counter(), time.process_time()
-        result = store_batch(account, parsed)
+        result = store_batch(account, parsed, **store_kwargs)
         t2, c2 = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.disable()
@@ -278,6 +306,7 @@ def run_child(args: argparse.Namespace) -> None:
         "companies": Company.objects.count(),
         "attachments": Attachment.objects.count(),
         "attachment_files": stored_files,
+        "message_refs": _count("conversations", "MessageRef"),
     }
     third = max(1, len(batch_times) // 3)
     result_data = {
@@ -383,6 +412,8 @@ def _run_database(database: str, args: argparse.Namespace, workdir: Path) -> dic
     ]  # fmt: skip
     if args.queries:
         command.append("--queries")
+    if args.imap_style:
+        command.append("--imap-style")
     for option in args.pg_option:
         command += ["--pg-option", option]
     if args.profile:
@@ -416,6 +447,7 @@ def _print_report(results: list[dict], args: argparse.Namespace, profiled: bool)
     print(
         f"workload: {args.n:,} synthetic messages (seed {args.seed}), store_batch batches of {args.batch}"
         + ("  [PROFILED: rates inflated by cProfile]" if profiled else "")
+        + ("  [IMAP-style: ref + folder label + flags, merge_labels]" if args.imap_style else "")
     )
     if args.pg_option:
         print(f"EXPERIMENT: PostgreSQL OPTIONS {args.pg_option} (not the project's settings)")
@@ -467,7 +499,8 @@ def _print_report(results: list[dict], args: argparse.Namespace, profiled: bool)
             f"{' ' * len(r['database'])}  rows: {c['communications']:,} communications, {c['conversations']:,} "
             f"conversations, {c['thread_keys']:,} thread keys, {c['participants']:,} participants, "
             f"{c['contacts']:,} contacts, {c['companies']:,} companies, {c['attachments']:,} attachments "
-            f"({c['attachment_files']:,} files); updated {r['updated']}, skipped {r['skipped']}, "
+            f"({c['attachment_files']:,} files), {c.get('message_refs') or 0:,} message refs; "
+            f"updated {r['updated']}, skipped {r['skipped']}, "
             f"messages with parse warnings {r['messages_with_warnings']}"
         )
     print()
@@ -483,7 +516,7 @@ def _print_report(results: list[dict], args: argparse.Namespace, profiled: bool)
             verdict = "meets" if r["peak_rss_mb"] < TARGET_RSS_MB else "MISSES"
             marks.append(f"peak RSS {r['peak_rss_mb']:.0f} MB {verdict} < {TARGET_RSS_MB} MB at {r['n']:,}")
         else:
-            marks.append(f"(RSS target applies at 100k; run --n 100000)")
+            marks.append("(RSS target applies at 100k; run --n 100000)")
         print(f"  {r['database']:<8}: " + "; ".join(marks))
 
 
@@ -495,6 +528,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile store_batch, print top N")
     parser.add_argument("--profile-out", default="", help="also dump the raw profile to PATH.<database>")
+    parser.add_argument(
+        "--imap-style",
+        action="store_true",
+        help="store messages the way the IMAP provider hands them over (ref, folder label, flags, merge_labels)",
+    )
     parser.add_argument("--queries", action="store_true", help="time SQL inside store_batch by statement")
     parser.add_argument(
         "--pg-option",

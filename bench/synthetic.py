@@ -478,13 +478,15 @@ def generate_messages(n: int, seed: int = 1) -> Iterator[bytes]:
         quoted: list[str] = []
         if thread is not None and rng.random() < 0.7:
             quoted = [_wrap(p, 70) for p in _paragraphs(rng, rng.randint(150, 900), False)]
-        sign_off = f"{rng.choice(('Best regards', 'Thanks', 'Cheers', 'Kind regards', 'Best'))},\n{sender[0] or sender[1]}"
+        closing = rng.choice(("Best regards", "Thanks", "Cheers", "Kind regards", "Best"))
+        sign_off = f"{closing},\n{sender[0] or sender[1]}"
         text_lines = [greeting, ""]
         for paragraph in paragraphs:
             text_lines += [_wrap(paragraph), ""]
         text_lines.append(sign_off)
-        if quoted:
-            text_lines += ["", f"On {format_datetime(clock - dt.timedelta(hours=3))}, {thread.last_sender[0] or thread.last_sender[1]} wrote:"]  # type: ignore[union-attr]
+        if quoted and thread is not None:
+            quoted_from = thread.last_sender[0] or thread.last_sender[1]
+            text_lines += ["", f"On {format_datetime(clock - dt.timedelta(hours=3))}, {quoted_from} wrote:"]
             for q in quoted:
                 text_lines += ["> " + line for line in q.split("\n")] + [">"]
         text = "\n".join(text_lines)
@@ -506,10 +508,12 @@ def generate_messages(n: int, seed: int = 1) -> Iterator[bytes]:
             content = _text_part(text, rng)
 
         if rng.random() < ATTACHMENT_RATE:
+            preamble = (
+                f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n'
+                "This is a multi-part message in MIME format.\n\n"
+            )
             parts = [
-                f'Content-Type: multipart/mixed; boundary="{boundary}"\n\nThis is a multi-part message in MIME format.\n\n'.encode(
-                    "ascii"
-                ),
+                preamble.encode("ascii"),
                 f"--{boundary}\n".encode("ascii"),
                 content,
             ]

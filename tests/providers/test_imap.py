@@ -42,14 +42,14 @@ SEEN, FLAGGED = b"\\Seen", b"\\Flagged"
 
 # --- helpers ---------------------------------------------------------------------------------
 
-def make_account(imap_user, owner, *, folders: list[str] | None = None, password: str | None = None,
-                 **extra) -> ProviderAccount:
+def make_account(imap_user, owner, *, folders: list[str] | None = None, password: str | None = None
+                 ) -> ProviderAccount:
     config = {"host": imap_user.host, "port": imap_user.port, "security": "none", "username": imap_user.username}
     if folders is not None:
         config["folders"] = folders
     return ProviderAccount.objects.create(
         owner=owner, provider="imap", display_name="Dovecot", external_address=f"{imap_user.username}@example.org",
-        config=config, credentials={"password": password or imap_user.password}, **extra,
+        config=config, credentials={"password": password or imap_user.password},
     )
 
 
@@ -89,7 +89,10 @@ def assert_no_duplicates(account: ProviderAccount, expected: int) -> None:
 
 
 def server_snapshot(imap_user, folders: list[str]) -> dict[str, object]:
-    """Every message's flags and each folder's HIGHESTMODSEQ (any change on the server bumps it)."""
+    """Every message's flags and each folder's HIGHESTMODSEQ (any change on the server bumps it).
+
+    \\Recent is left out: it belongs to sessions, not to the message.
+    """
     snapshot: dict[str, object] = {}
     with imap_user.client() as client:
         for folder in folders:
@@ -97,7 +100,9 @@ def server_snapshot(imap_user, folders: list[str]) -> dict[str, object]:
             client.select_folder(folder, readonly=True)
             uids = client.search(["ALL"])
             flags = client.fetch(uids, ["FLAGS"]) if uids else {}
-            snapshot[folder] = (dict(modseq), sorted((u, tuple(sorted(d[b"FLAGS"]))) for u, d in flags.items()))
+            snapshot[folder] = (dict(modseq), sorted(
+                (uid, tuple(sorted(set(data[b"FLAGS"]) - {b"\\Recent"}))) for uid, data in flags.items()
+            ))
             client.unselect_folder()
     return snapshot
 
@@ -254,9 +259,9 @@ def test_flag_changes_arrive_through_condstore(imap_user, user):
 
     run = last_run(account)
     assert (run.kind, run.fetched, run.updated) == ("delta", 0, 3)
-    state = {pid(raw): (row.is_read, row.is_starred) for raw in messages
-             for row in [stored(account).get(provider_message_id=pid(raw))]}
-    assert [state[pid(raw)] for raw in messages] == [
+    state = dict(stored(account).values_list("provider_message_id", "is_read"))
+    starred = dict(stored(account).values_list("provider_message_id", "is_starred"))
+    assert [(state[pid(raw)], starred[pid(raw)]) for raw in messages] == [
         (True, False), (True, True), (False, True), (False, False), (False, False), (False, False)
     ]
 
@@ -428,6 +433,10 @@ def test_wrong_password_requires_reauth_once_without_retries(imap_user, user, mo
 # --- 9. two workers at once ------------------------------------------------------------------------
 
 def test_two_workers_on_one_account_sync_it_once(imap_user, user, transactional_db, monkeypatch):
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite's in-memory test database is a shared cache with table locks: concurrent "
+                    "writers fail at random with 'database table is locked' (about 1 run in 13), "
+                    "so this runs on PostgreSQL only")
     messages = raws(12)
     append(imap_user, "INBOX", messages)
     account = make_account(imap_user, user)
@@ -589,14 +598,14 @@ def test_add_imap_account_command(imap_user, user, monkeypatch):
     account.refresh_from_db()
     account.credentials = {"password": "an-old-password"}
     account.save()
-    out, err = _add_account(imap_user, user, password, monkeypatch, "--folders", "INBOX", "Archive")
+    out, err = _add_account(imap_user, user, password, monkeypatch, "--folders", "INBOX", "Sent")
     assert ProviderAccount.objects.count() == 1
     assert out.strip() == str(account.pk) and "Updated" in err
     account.refresh_from_db()
     assert account.status == "connected" and account.last_error == "" and account.next_sync_at is not None
     assert account.credentials == {"password": password}
-    assert account.config["folders"] == ["INBOX", "Archive"]
-    assert sync_account(account.pk).status != "not_syncable"
+    assert account.config["folders"] == ["INBOX", "Sent"]
+    assert sync_account(account.pk).status == "succeeded"  # syncable again, with the saved password
 
 
 # --- 13. nothing on the server changes -------------------------------------------------------------
