@@ -21,7 +21,9 @@ StoredContent = tuple[str, str, int | None]  # (storage name or "", sha256, size
 
 
 def storage_name(sha256: str) -> str:
-    return f"attachments/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+    # One level of 256 directories: deep enough to keep directories small, shallow enough
+    # that a new file rarely needs a new directory (mkdir is the slow part of a save).
+    return f"attachments/{sha256[:2]}/{sha256}"
 
 
 def _content(attachment: ParsedAttachment, limit: int) -> bytes | None:

@@ -46,6 +46,29 @@ def _copy_insert(model: type[models.Model], fields: Sequence[str], rows: Sequenc
     return ids
 
 
+def insert_ignoring_conflicts(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Inserts rows, skipping those that collide with a unique constraint (no ids returned)."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_create(
+            [model(**dict(zip(fields, row, strict=True))) for row in rows], ignore_conflicts=True
+        )
+        return
+    meta = model._meta
+    quote = connection.ops.quote_name
+    casts = [meta.get_field(name).db_type(connection) for name in fields]
+    columns = list(zip(*rows, strict=True))
+    # One array parameter per column: the statement stays tiny whatever the row count.
+    selects = ", ".join(f"unnest(%s::{cast}[])" for cast in casts)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(meta.get_field(n).column) for n in fields)}) "
+            f"SELECT {selects} ON CONFLICT DO NOTHING",
+            [list(column) for column in columns],
+        )
+
+
 def add_to_counters(table: str, updates: Sequence[tuple[int, int, dt.datetime | None, dt.datetime | None]]) -> None:
     """Adds to conversations' message counts and widens their first/last dates, in one statement.
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from contacts.resolve import AddressToResolve, Resolution, resolve_addresses
 from conversations.attachments import store_contents
-from conversations.bulk import add_to_counters, bulk_insert
+from conversations.bulk import add_to_counters, bulk_insert, insert_ignoring_conflicts
 from conversations.messages import Direction, ParsedMessage
 from conversations.models import Attachment, Communication, Conversation, MessageRef, Participant, ThreadKey
 from conversations.parsing import clean_text
@@ -285,6 +285,7 @@ _COMMUNICATION_FIELDS = (
     "references", "labels", "delivery_status", "raw_size", "is_read", "is_starred", "parse_warnings",
     "created_at", "updated_at",
 )
+_CONVERSATION_FIELDS = ("subject", "channel", "first_message_at", "last_message_at", "message_count", "created_at")
 _PARTICIPANT_FIELDS = (
     "communication_id", "role", "kind", "address", "display_name", "contact_id", "company_id", "is_owner",
 )
@@ -298,9 +299,8 @@ def _create(account: Account, messages: list[ParsedMessage]) -> list[int]:
     resolutions = _resolve(messages, own)
     conversations, new_keys = _assign_conversations(account, messages)
     _save_conversations(conversations, messages)
-    ThreadKey.objects.bulk_create(
-        [ThreadKey(key=key, conversation_id=conversation.pk) for key, conversation in new_keys.items()],
-        ignore_conflicts=True,
+    insert_ignoring_conflicts(
+        ThreadKey, ("key", "conversation_id"), [(key, conversation.pk) for key, conversation in new_keys.items()]
     )
 
     now = timezone.now()
@@ -345,6 +345,7 @@ def _create(account: Account, messages: list[ParsedMessage]) -> list[int]:
 
 def _save_conversations(conversations: list[Conversation], messages: list[ParsedMessage]) -> None:
     """Creates the new conversations with their counters, and adds to the existing ones'."""
+    now = timezone.now()
     counters: dict[int, list[Any]] = {}  # id(conversation) -> [conversation, count, first, last]
     for conversation, message in zip(conversations, messages, strict=True):
         entry = counters.setdefault(id(conversation), [conversation, 0, None, None])
@@ -360,5 +361,9 @@ def _save_conversations(conversations: list[Conversation], messages: list[Parsed
             new.append(conversation)
         else:
             existing.append((conversation.pk, count, first, last))
-    Conversation.objects.bulk_create(new)
+    ids = bulk_insert(Conversation, _CONVERSATION_FIELDS, [
+        (c.subject, c.channel, c.first_message_at, c.last_message_at, c.message_count, now) for c in new
+    ])
+    for conversation, new_id in zip(new, ids, strict=True):
+        conversation.pk = new_id
     add_to_counters(Conversation._meta.db_table, existing)

@@ -83,7 +83,6 @@ class Communication(models.Model):
             models.Index(fields=["channel", "-sent_at"], name="communication_channel_sent_idx"),
             models.Index(fields=["direction", "-sent_at"], name="communication_direction_idx"),
             models.Index(fields=["conversation", "sent_at"], name="communication_thread_idx"),
-            models.Index(fields=["account", "provider_thread_id"], name="communication_pthread_idx"),
         ]
 
     def __str__(self) -> str:

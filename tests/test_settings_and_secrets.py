@@ -119,3 +119,14 @@ def test_empty_values_mean_default():
     assert env.bool("A", default=True) is True
     assert env.list("B", default=["x"]) == ["x"]
     assert env.int("C", default=7) == 7
+
+
+def test_env_example_lists_every_variable_the_project_reads():
+    import re
+
+    sources = (ROOT / "crmext" / "settings.py").read_text()
+    sources += (ROOT / "integrations" / "management" / "commands" / "ensure_admin.py").read_text()
+    read = set(re.findall(r'env\.\w+\(\s*"([A-Z][A-Z0-9_]+)"', sources))
+    listed = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    assert len(read) > 20
+    assert read - listed == set()
