@@ -13,6 +13,18 @@ from typing import Any
 from django.db import connection, models
 
 
+def relax_commit_durability() -> None:
+    """Lets PostgreSQL acknowledge this transaction's commit before its WAL reaches the disk.
+
+    Safe here because every batch is replayable: a server crash can lose only the last
+    few committed batches together with the cursor positions saved in them, so the next
+    sync fetches them again (ingest is idempotent). Never corrupts; saves an fsync per batch.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+
+
 def bulk_insert(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
     """Inserts ``rows`` (values in ``fields`` order) and returns their new ids, in order."""
     if not rows:

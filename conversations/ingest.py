@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from contacts.resolve import AddressToResolve, Resolution, resolve_addresses
 from conversations.attachments import store_contents
-from conversations.bulk import add_to_counters, bulk_insert, insert_ignoring_conflicts
+from conversations.bulk import add_to_counters, bulk_insert, insert_ignoring_conflicts, relax_commit_durability
 from conversations.messages import Direction, ParsedMessage
 from conversations.models import Attachment, Communication, Conversation, MessageRef, Participant, ThreadKey
 from conversations.parsing import clean_text
@@ -97,6 +97,7 @@ def store_batch(account: Account, messages: Sequence[ParsedMessage], *, merge_la
         return result
 
     with transaction.atomic():
+        relax_commit_durability()
         existing = _existing(account, list(unique))
         new_messages: list[ParsedMessage] = []
         changed: list[Communication] = []

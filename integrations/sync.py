@@ -177,7 +177,13 @@ class _Sync:
         days = settings.SYNC_BACKFILL_DAYS
         window = BackfillWindow(since=timezone.now() - dt.timedelta(days=days) if days else None)
         while True:
-            batch = self.provider.fetch_initial(window, page_token)
+            try:
+                batch = self.provider.fetch_initial(window, page_token)
+            except CursorExpired as error:
+                if page_token is None:
+                    raise  # a fresh backfill cannot have a stale position: a provider bug
+                self._cursor_expired(error)
+                return
             pending_cursor = batch.new_cursor if batch.new_cursor is not None else pending_cursor
             with transaction.atomic():
                 self._store(batch)

@@ -333,6 +333,28 @@ class DovecotServer:
                     self._proc.wait()
                 self._proc = None
             _running.discard(self)
+            self._end_sessions()
+
+    def _end_sessions(self) -> None:
+        """Ends this instance's imap processes, which outlive the master on Dovecot 2.3.
+
+        Without this a "stopped" server would keep serving a client already logged in,
+        and a test of a server going away mid-sync would test nothing. Only processes
+        whose title carries this server's unique instance name are signalled.
+        """
+        marker = f"{self.instance_name}/imap".encode()
+        for entry in pathlib.Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                title = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker in title:
+                try:
+                    os.kill(int(entry.name), signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
 
     def restart(self) -> None:
         """:meth:`stop` then :meth:`start`; users, mail and (if free) port persist."""

@@ -262,10 +262,8 @@ class ImapProvider(MessageProvider):
             state = FolderState.from_json(token["folders"][folder])
             status = self._select(folder)
             if int(status[b"UIDVALIDITY"]) != state.uidvalidity:
-                # The folder was reset under a resumed backfill: start it again (ids dedupe).
-                state = _state_from_status(status)
-                token["folders"][folder] = dataclasses.asdict(state)
-                token["below"] = state.last_uid + 1
+                # Reset under a resumed backfill: the refs stored so far name dead UIDs.
+                raise CursorExpired(f"UIDVALIDITY of {folder} changed during the backfill")
             uids = self._uids_below(token["below"], window, folder)
             if not uids:
                 token = {**token, "index": token["index"] + 1}

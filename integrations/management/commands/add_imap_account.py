@@ -1,6 +1,7 @@
 """manage.py add_imap_account --owner USER --host H --port P --security ssl|starttls|none --username U"""
 from __future__ import annotations
 
+import argparse
 import getpass
 import sys
 from typing import Any
@@ -30,6 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("--folders", nargs="*", help="Folders to sync (default: INBOX and the Sent folder)")
         parser.add_argument("--email", help="The mailbox's address (default: the username if it is one)")
         parser.add_argument("--password-stdin", action="store_true", help="Read the password from standard input")
+        parser.add_argument("--password", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         owner = get_user_model().objects.filter(username=options["owner"]).first()
@@ -66,3 +68,12 @@ class Command(BaseCommand):
         if not sys.stdin.isatty():
             raise CommandError("No terminal to prompt for the password: use --password-stdin")
         return getpass.getpass("IMAP password: ")
+
+
+class _RefusePassword(argparse.Action):
+    """A password on the command line lands in shell history and process lists: refuse it,
+    without repeating it in the error."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        parser.error("passwords are not accepted on the command line: answer the prompt or use --password-stdin")
