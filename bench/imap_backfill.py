@@ -152,24 +152,42 @@ class _Breakdown:
 
 
 class _CommandLog:
-    """Records the IMAP commands imaplib sends while active (name + first arguments)."""
+    """Records the IMAP commands sent while active (name + first arguments).
+
+    imapclient sends most commands through imaplib's ``_command`` and some (ENABLE, SEARCH,
+    FETCH...) through its own ``_raw_command``; both are wrapped, they never nest.
+    """
 
     def __init__(self) -> None:
         import imaplib
 
+        import imapclient
+
         self.commands: list[str] = []
         self.active = False
-        original = imaplib.IMAP4._command
+        original_command = imaplib.IMAP4._command
+        original_raw = imapclient.IMAPClient._raw_command
 
-        def wrapper(imap, name, *args):  # type: ignore[no-untyped-def]
+        def text(value) -> str:  # type: ignore[no-untyped-def]
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+        def record(name: str, args) -> None:  # type: ignore[no-untyped-def]
+            shown = "..." if name in ("LOGIN", "AUTHENTICATE") else " ".join(text(a) for a in args)
+            self.commands.append(f"{name} {shown[:60]}".strip())
+
+        def command(imap, name, *args):  # type: ignore[no-untyped-def]
             if self.active:
-                shown = " ".join(a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in args)
-                if name in ("LOGIN", "AUTHENTICATE"):
-                    shown = "..."
-                self.commands.append(f"{name} {shown[:60]}".strip())
-            return original(imap, name, *args)
+                record(name, args)
+            return original_command(imap, name, *args)
 
-        imaplib.IMAP4._command = wrapper  # type: ignore[method-assign]
+        def raw_command(client, name, args, uid=True):  # type: ignore[no-untyped-def]
+            if self.active:
+                record(("UID " if uid and client.use_uid else "") + text(name).upper(),
+                       args if isinstance(args, (list, tuple)) else [args])
+            return original_raw(client, name, args, uid=uid)
+
+        imaplib.IMAP4._command = command  # type: ignore[method-assign]
+        imapclient.IMAPClient._raw_command = raw_command  # type: ignore[method-assign]
 
 
 def run_child(args: argparse.Namespace) -> None:

@@ -278,3 +278,16 @@ def test_sync_command_all_skips_accounts_needing_attention_and_reports_failures(
 def test_sync_command_unknown_account():
     with pytest.raises(CommandError, match="No account with id 424242"):
         call_command("sync", "--account", "424242")
+
+
+def test_position_lost_during_a_resumed_backfill_restarts_it_once(scripted_account, scripted):
+    from integrations.providers.base import CursorExpired
+
+    scripted.script = [page(2, more=True), CursorExpired("UIDVALIDITY of INBOX changed during the backfill"),
+                       page(3)]
+    assert sync_account(scripted_account.pk).status == "succeeded"
+    account = ProviderAccount.objects.get(pk=scripted_account.pk)
+    run = SyncRun.objects.get()
+    assert run.kind == "full_resync" and account.consecutive_resyncs == 1
+    assert account.backfill_state is None and account.sync_cursor == {"c": 1}
+    assert Communication.objects.count() == 5
