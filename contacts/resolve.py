@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
+from contacts.lookups import chunked
 from contacts.models import Company, Contact, ContactIdentifier
 from contacts.normalize import email_domain
 
@@ -26,7 +27,6 @@ FREE_MAIL_DOMAINS: frozenset[str] = frozenset(
     """.split()
 )
 
-_QUERY_CHUNK = 900  # below SQLite's historic 999-variable limit
 
 
 @dataclass(frozen=True)
@@ -57,15 +57,10 @@ def company_name_from_domain(domain: str) -> str:
     return core.replace("-", " ").replace("_", " ").title()
 
 
-def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), _QUERY_CHUNK):
-        yield values[start : start + _QUERY_CHUNK]
-
-
 def _identifier_matches(values: Sequence[str]) -> dict[str, tuple[int, int | None]]:
     found: dict[str, tuple[int, int | None]] = {}
-    for chunk in _chunks(values):
-        for value, contact_id, company_id in ContactIdentifier.objects.filter(value__in=chunk).values_list(
+    for chunk in chunked(values):
+        for value, contact_id, company_id in ContactIdentifier.objects.filter(value__any=chunk).values_list(
             "value", "contact_id", "contact__company_id"
         ):
             found[value] = (contact_id, company_id)
@@ -76,16 +71,16 @@ def companies_for_domains(domains: Iterable[str], create: bool) -> dict[str, int
     """Maps non-free-mail domains to company ids, creating missing companies when asked."""
     wanted = sorted({d for d in domains if d and not is_free_mail(d)})
     found: dict[str, int] = {}
-    for chunk in _chunks(wanted):
-        found.update(Company.objects.filter(domain__in=chunk).values_list("domain", "id"))
+    for chunk in chunked(wanted):
+        found.update(Company.objects.filter(domain__any=chunk).values_list("domain", "id"))
     missing = [d for d in wanted if d not in found]
     if missing and create:
         # ignore_conflicts: another worker may create the same company at the same moment.
         Company.objects.bulk_create(
             [Company(domain=d, name=company_name_from_domain(d)) for d in missing], ignore_conflicts=True
         )
-        for chunk in _chunks(missing):
-            found.update(Company.objects.filter(domain__in=chunk).values_list("domain", "id"))
+        for chunk in chunked(missing):
+            found.update(Company.objects.filter(domain__any=chunk).values_list("domain", "id"))
     return found
 
 

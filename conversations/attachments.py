@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -39,13 +40,42 @@ def _content(attachment: ParsedAttachment, limit: int) -> bytes | None:
         return None
 
 
-def store_contents(attachments: Sequence[ParsedAttachment]) -> list[StoredContent]:
-    """Stores each attachment's content unless already stored or over the cap, in order.
+_writers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="attachment-writer")
 
-    One query finds which contents are stored already, so a batch re-using the same
-    logo or signature image touches the storage once at most.
+
+def _write(sha256: str, content: bytes) -> str:
+    name = storage_name(sha256)
+    if default_storage.exists(name):
+        return name
+    return default_storage.save(name, ContentFile(content))
+
+
+class StoringContents:
+    """Attachment contents being written in the background; ``result()`` waits for them.
+
+    File creation waits on the disk (and, on a shared disk, on the database's own
+    writes), so ingest starts the writes first and does its database work meanwhile.
     """
-    from conversations.models import Attachment  # models import this module's helpers' callers
+
+    def __init__(self, results: list[StoredContent | Future[str]], sizes: list[tuple[str, int | None]]) -> None:
+        self._results = results
+        self._sizes = sizes
+
+    def result(self) -> list[StoredContent]:
+        done: list[StoredContent] = []
+        for pending, (sha256, size) in zip(self._results, self._sizes, strict=True):
+            done.append((pending.result(), sha256, size) if isinstance(pending, Future) else pending)
+        return done
+
+
+def start_storing(attachments: Sequence[ParsedAttachment]) -> StoringContents:
+    """Starts storing each attachment's content unless already stored or over the cap.
+
+    One query finds which contents are stored already, so a batch re-using the same logo
+    or signature image touches the storage once at most; the writes run in background
+    threads. Results come back in the order of ``attachments``.
+    """
+    from conversations.models import Attachment  # the models module imports ingest's callers
 
     limit = settings.ATTACHMENT_MAX_BYTES
     prepared: list[tuple[ParsedAttachment, bytes | None, str]] = []
@@ -54,22 +84,20 @@ def store_contents(attachments: Sequence[ParsedAttachment]) -> list[StoredConten
         sha256 = attachment.sha256 or (hashlib.sha256(content).hexdigest() if content is not None else "")
         prepared.append((attachment, content, sha256))
     wanted = {sha for _a, content, sha in prepared if content is not None and len(content) <= limit}
-    known = dict(
+    known: dict[str, str | Future[str]] = dict(
         Attachment.objects.filter(sha256__in=wanted).exclude(stored_name="").values_list("sha256", "stored_name")
     ) if wanted else {}
-    results: list[StoredContent] = []
+    results: list[StoredContent | Future[str]] = []
+    sizes: list[tuple[str, int | None]] = []
     for attachment, content, sha256 in prepared:
-        if content is None:
-            results.append(("", sha256, attachment.size))
+        if content is None or len(content) > limit:
+            size = attachment.size if content is None else len(content)
+            results.append(("", sha256, size))
+            sizes.append((sha256, size))
             continue
-        if len(content) > limit:
-            results.append(("", sha256, len(content)))
-            continue
-        name = known.get(sha256)
-        if name is None:
-            name = storage_name(sha256)
-            if not default_storage.exists(name):
-                name = default_storage.save(name, ContentFile(content))
-            known[sha256] = name
-        results.append((name, sha256, len(content)))
-    return results
+        if sha256 not in known:
+            known[sha256] = _writers.submit(_write, sha256, content)
+        pending = known[sha256]
+        results.append(pending if isinstance(pending, Future) else (pending, sha256, len(content)))
+        sizes.append((sha256, len(content)))
+    return StoringContents(results, sizes)

@@ -17,15 +17,15 @@ from django.db import transaction
 from django.db.models import Subquery
 from django.utils import timezone
 
+from contacts.lookups import chunked
 from contacts.resolve import AddressToResolve, Resolution, resolve_addresses
-from conversations.attachments import store_contents
+from conversations.attachments import start_storing
 from conversations.bulk import add_to_counters, bulk_insert, insert_ignoring_conflicts, relax_commit_durability
 from conversations.messages import Direction, ParsedMessage
 from conversations.models import Attachment, Communication, Conversation, MessageRef, Participant, ThreadKey
 from conversations.parsing import clean_text
 from conversations.threading import candidate_keys, conversation_subject
 
-_QUERY_CHUNK = 900
 SNIPPET_LENGTH = 200
 
 
@@ -59,12 +59,14 @@ def _ignored_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
 
 def is_ignored_address(value: str) -> bool:
     """No-reply, mailer-daemon and similar robots: recorded as participants, never contacts."""
-    pattern = _ignored_patterns(tuple(settings.CRM_IGNORED_SENDER_PATTERNS))
+    return _is_ignored(value, tuple(settings.CRM_IGNORED_SENDER_PATTERNS))
+
+
+@lru_cache(maxsize=65536)
+def _is_ignored(value: str, patterns: tuple[str, ...]) -> bool:
+    # Addresses repeat heavily across a mailbox: the same few thousand, message after message.
+    pattern = _ignored_patterns(patterns)
     return bool(pattern and pattern.search(value))
-
-
-def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
-    return [values[i : i + _QUERY_CHUNK] for i in range(0, len(values), _QUERY_CHUNK)]
 
 
 def _snippet(text: str) -> str:
@@ -175,7 +177,7 @@ def apply_updates(account: Account, updates: Sequence[tuple[str, bool | None, bo
             values["is_starred"] = is_starred
         if len(values) == 1:
             continue
-        for chunk in _chunks(refs):
+        for chunk in chunked(refs):
             target = MessageRef.objects.filter(account_id=account.pk, ref__in=chunk).values("communication_id")
             changed += Communication.objects.filter(pk__in=Subquery(target)).update(**values)
     return changed
@@ -187,7 +189,7 @@ def remove_refs(account: Account, refs: Sequence[str]) -> int:
     The labels the vanished copies contributed are removed. Returns communications deleted.
     """
     removed_labels: dict[int, set[str]] = {}
-    for chunk in _chunks(list(refs)):
+    for chunk in chunked(list(refs)):
         rows = MessageRef.objects.filter(account_id=account.pk, ref__in=chunk)
         for communication_id, label in rows.values_list("communication_id", "label"):
             removed_labels.setdefault(communication_id, set()).add(label)
@@ -197,14 +199,14 @@ def remove_refs(account: Account, refs: Sequence[str]) -> int:
         return 0
     remaining: dict[int, set[str]] = {}
     ids = sorted(affected)
-    for chunk in _chunks(ids):
+    for chunk in chunked(ids):
         for communication_id, label in MessageRef.objects.filter(communication_id__in=chunk).values_list(
             "communication_id", "label"
         ):
             remaining.setdefault(communication_id, set()).add(label)
     now = timezone.now()
     rows_to_save = []
-    for row in (r for chunk in _chunks(ids) for r in Communication.objects.filter(pk__in=chunk).only(
+    for row in (r for chunk in chunked(ids) for r in Communication.objects.filter(pk__in=chunk).only(
         "id", "labels", "deleted_at"
     )):
         labels = remaining.get(row.pk)
@@ -222,9 +224,9 @@ def remove_refs(account: Account, refs: Sequence[str]) -> int:
 def mark_deleted(account: Account, provider_ids: Sequence[str]) -> int:
     """Soft-deletes messages removed at the provider, by provider message id."""
     changed = 0
-    for chunk in _chunks(list(provider_ids)):
+    for chunk in chunked(list(provider_ids)):
         changed += Communication.objects.filter(
-            account_id=account.pk, provider_message_id__in=chunk, deleted_at__isnull=True
+            account_id=account.pk, provider_message_id__any=chunk, deleted_at__isnull=True
         ).update(deleted_at=timezone.now(), updated_at=timezone.now())
     return changed
 
@@ -236,8 +238,8 @@ def forget_refs(account: Account) -> None:
 
 def _existing(account: Account, provider_ids: list[str]) -> dict[str, Communication]:
     rows: dict[str, Communication] = {}
-    for chunk in _chunks(provider_ids):
-        for row in Communication.objects.filter(account_id=account.pk, provider_message_id__in=chunk).only(
+    for chunk in chunked(provider_ids):
+        for row in Communication.objects.filter(account_id=account.pk, provider_message_id__any=chunk).only(
             "id", "provider_message_id", "labels", "delivery_status", "is_read", "is_starred", "deleted_at"
         ):
             rows[row.provider_message_id] = row
@@ -245,12 +247,14 @@ def _existing(account: Account, provider_ids: list[str]) -> dict[str, Communicat
 
 
 def _resolve(messages: list[ParsedMessage], own: set[str]) -> dict[str, Resolution]:
-    wanted: list[AddressToResolve] = []
+    wanted: dict[str, AddressToResolve] = {}
     for message in messages:
         for _role, address in message.participants():
-            if address.value not in own and not is_ignored_address(address.value):
-                wanted.append(AddressToResolve(address.kind.value, address.value, address.display_name))
-    return resolve_addresses(wanted)
+            known = wanted.get(address.value)
+            if (known is None or not known.display_name) and address.value not in own \
+                    and not is_ignored_address(address.value):
+                wanted[address.value] = AddressToResolve(address.kind.value, address.value, address.display_name)
+    return resolve_addresses(wanted.values())
 
 
 def _assign_conversations(
@@ -260,8 +264,8 @@ def _assign_conversations(
     tiers_per_message = [candidate_keys(account.pk, m) for m in messages]
     all_keys = sorted({k for tiers in tiers_per_message for tier in tiers for k in tier})
     known: dict[str, Conversation] = {}
-    for chunk in _chunks(all_keys):
-        for key, conversation_id in ThreadKey.objects.filter(key__in=chunk).values_list("key", "conversation_id"):
+    for chunk in chunked(all_keys):
+        for key, conversation_id in ThreadKey.objects.filter(key__any=chunk).values_list("key", "conversation_id"):
             known[key] = Conversation(pk=conversation_id)
     known_in_database = list(known)
     assigned: list[Conversation] = []
@@ -296,6 +300,9 @@ _ATTACHMENT_FIELDS = (
 
 
 def _create(account: Account, messages: list[ParsedMessage]) -> list[int]:
+    owners = [(message_index, parsed) for message_index, message in enumerate(messages)
+              for parsed in message.attachments]
+    storing = start_storing([parsed for _index, parsed in owners])
     own = account.own_addresses()
     resolutions = _resolve(messages, own)
     conversations, new_keys = _assign_conversations(account, messages)
@@ -333,13 +340,10 @@ def _create(account: Account, messages: list[ParsedMessage]) -> list[int]:
             ))
     bulk_insert(Participant, _PARTICIPANT_FIELDS, participants)
 
-    owners = [(communication_id, parsed) for message, communication_id in zip(messages, ids, strict=True)
-              for parsed in message.attachments]
-    stored = store_contents([parsed for _owner, parsed in owners])
     bulk_insert(Attachment, _ATTACHMENT_FIELDS, [
-        (communication_id, clean_text(parsed.filename)[:255], parsed.content_type[:255], size, sha256,
+        (ids[message_index], clean_text(parsed.filename)[:255], parsed.content_type[:255], size, sha256,
          parsed.content_id[:255], parsed.inline, stored_name)
-        for (communication_id, parsed), (stored_name, sha256, size) in zip(owners, stored, strict=True)
+        for (message_index, parsed), (stored_name, sha256, size) in zip(owners, storing.result(), strict=True)
     ])
     return ids
 

@@ -273,7 +273,7 @@ def test_a_failing_batch_stores_nothing(account, monkeypatch):
         raise RuntimeError("disk full")
 
     # Fails after communications and participants went in: all of it must roll back.
-    monkeypatch.setattr(ingest, "store_contents", boom)
+    monkeypatch.setattr(ingest, "start_storing", boom)
     with pytest.raises(RuntimeError):
         store_batch(account, [message(), message()])
     assert not Communication.objects.exists()
