@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from integrations.models import ProviderAccount
@@ -27,3 +28,16 @@ def save_credentials(account: ProviderAccount, credentials: dict[str, Any]) -> P
     account.next_sync_at = timezone.now()
     account.save()
     return account
+
+
+def enable_accounts(accounts: QuerySet[ProviderAccount]) -> int:
+    """Makes disabled or errored accounts syncable again, from a clean slate of counters.
+
+    Accounts waiting for re-authentication are left alone: only new credentials help them.
+    """
+    return accounts.filter(
+        status__in=[ProviderAccount.Status.DISABLED, ProviderAccount.Status.ERROR]
+    ).update(
+        status=ProviderAccount.Status.CONNECTED, last_error="", consecutive_failures=0, consecutive_resyncs=0,
+        next_sync_at=timezone.now(),
+    )

@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from crmext.pagination import EstimatedCountPaginator
+from integrations.accounts import enable_accounts
 from integrations.models import ProviderAccount, SyncRun
 from integrations.tasks import enqueue_sync
 
@@ -37,7 +38,12 @@ class ProviderAccountAdmin(admin.ModelAdmin):
               "last_error", "sync_interval", "next_sync_at", "last_synced_at", "claimed_at", "consecutive_failures",
               "consecutive_resyncs", "sync_cursor", "backfill_state", "created_at", "updated_at"]
     inlines = [SyncRunInline]
-    actions = ["sync_now"]
+    actions = ["sync_now", "enable"]
+
+    @admin.action(description="Re-enable (after fixing what disabled it)", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet[ProviderAccount]) -> None:
+        count = enable_accounts(queryset)
+        self.message_user(request, f"Re-enabled {count} account(s); they sync on the next scheduler tick.")
 
     @admin.action(description="Sync now", permissions=["change"])
     def sync_now(self, request: HttpRequest, queryset: QuerySet[ProviderAccount]) -> None:

@@ -291,3 +291,17 @@ def test_position_lost_during_a_resumed_backfill_restarts_it_once(scripted_accou
     assert run.kind == "full_resync" and account.consecutive_resyncs == 1
     assert account.backfill_state is None and account.sync_cursor == {"c": 1}
     assert Communication.objects.count() == 5
+
+
+def test_admin_re_enable_action(admin_client, user, scripted):
+    disabled = ProviderAccount.objects.create(owner=user, provider="scripted", status="disabled",
+                                              last_error="Disabled after 5 full resyncs", consecutive_resyncs=6,
+                                              next_sync_at=None)
+    waiting = ProviderAccount.objects.create(owner=user, provider="scripted", status="reauth_required")
+    admin_client.post("/admin/integrations/provideraccount/",
+                      {"action": "enable", "_selected_action": [disabled.pk, waiting.pk]})
+    disabled.refresh_from_db()
+    waiting.refresh_from_db()
+    assert (disabled.status, disabled.last_error, disabled.consecutive_resyncs) == ("connected", "", 0)
+    assert disabled.next_sync_at is not None
+    assert waiting.status == "reauth_required"
