@@ -100,19 +100,25 @@ def _dovecot_cpu(master: int | None) -> float:
 
 
 class _Breakdown:
-    """Wall time spent in IMAP round trips, parse_message and store_batch during a sync.
+    """Wall time spent in IMAP round trips, parse_message, store_batch and commits during a sync.
 
-    Thin wrappers installed on the module attributes the sync code looks up at call
-    time; nothing in the project is changed. ``imap`` is the time inside ImapProvider's
-    server calls (select, search, sizing fetch, body fetch) minus the parsing done there.
+    Thin wrappers installed on the attributes the sync code looks up at call time; nothing
+    in the project is changed. The ``imap ...`` keys are the time inside ImapProvider's
+    server calls (EXAMINE, UID SEARCH, the RFC822.SIZE sizing fetch, the body fetch),
+    including imapclient's response parsing but minus the parse_message calls made inside
+    the body fetch; ``commit`` is the outer transaction's COMMIT of every page.
     """
 
+    IMAP_CALLS = {"_select": "imap select", "_search_uids": "imap search", "_bounded": "imap size",
+                  "_fetch": "imap fetch"}  # fmt: skip
+
     def __init__(self) -> None:
+        from django.db import connections
+
         import integrations.sync as sync_module
         from integrations.providers import imap as imap_module
 
-        self.totals = {"imap": 0.0, "parse": 0.0, "store": 0.0}
-        self.counts = {"imap": 0, "parse": 0, "store": 0}
+        self.totals = dict.fromkeys(("parse", "store", "commit", *self.IMAP_CALLS.values()), 0.0)
         provider = imap_module.ImapProvider
 
         def timed(key, function):  # type: ignore[no-untyped-def]
@@ -122,33 +128,34 @@ class _Breakdown:
                     return function(*args, **kwargs)
                 finally:
                     self.totals[key] += time.perf_counter() - started
-                    self.counts[key] += 1
 
             return wrapper
 
-        def fetch(original):  # type: ignore[no-untyped-def]
+        def imap_call(key, original):  # type: ignore[no-untyped-def]
             def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
                 started, parse_start = time.perf_counter(), self.totals["parse"]
                 try:
                     return original(*args, **kwargs)
                 finally:
                     parsed_inside = self.totals["parse"] - parse_start
-                    self.totals["imap"] += time.perf_counter() - started - parsed_inside
-                    self.counts["imap"] += 1
+                    self.totals[key] += time.perf_counter() - started - parsed_inside
 
             return wrapper
 
         imap_module.parse_message = timed("parse", imap_module.parse_message)
         sync_module.store_batch = timed("store", sync_module.store_batch)
-        provider._fetch = fetch(provider._fetch)
-        for name in ("_select", "_search_uids", "_bounded"):
-            setattr(provider, name, fetch(getattr(provider, name)))
+        connection = connections["default"]
+        connection.commit = timed("commit", connection.commit)  # what transaction.atomic calls
+        for name, key in self.IMAP_CALLS.items():
+            setattr(provider, name, imap_call(key, getattr(provider, name)))
 
     def snapshot(self) -> dict[str, float]:
         return dict(self.totals)
 
     def since(self, before: dict[str, float]) -> dict[str, float]:
-        return {key: self.totals[key] - before[key] for key in self.totals}
+        spent = {key: self.totals[key] - before[key] for key in self.totals}
+        spent["imap"] = sum(spent[key] for key in self.IMAP_CALLS.values())
+        return spent
 
 
 class _CommandLog:
@@ -190,6 +197,48 @@ class _CommandLog:
         imapclient.IMAPClient._raw_command = raw_command  # type: ignore[method-assign]
 
 
+def _install_prefetch() -> None:
+    """EXPERIMENT (--prefetch): fetch the next backfill page in a thread while this one is stored.
+
+    Wraps ImapProvider.fetch_initial: after returning a page, the next one (same window,
+    the returned page token) is fetched at once in a worker thread, and handed over when
+    the sync asks for it. The thread only talks IMAP and parses; the database stays on the
+    main thread. close() waits for a fetch in flight first. Measures what overlapping
+    Dovecot's work with parsing/storing could gain; the project's code is unchanged.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from integrations.providers.imap import ImapProvider
+
+    original_fetch, original_close = ImapProvider.fetch_initial, ImapProvider.close
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-prefetch")
+
+    def fetch_initial(self, window, page_token):  # type: ignore[no-untyped-def]
+        pending = self.__dict__.pop("_bench_prefetch", None)
+        if pending is not None and pending[0] == page_token and pending[1] is window:
+            batch = pending[2].result()
+        else:
+            if pending is not None:
+                pending[2].result()  # never two fetches on one connection at once
+            batch = original_fetch(self, window, page_token)
+        if batch.next_page_token is not None:
+            token = json.loads(json.dumps(batch.next_page_token))  # the sync may keep its own copy
+            self._bench_prefetch = (token, window, pool.submit(original_fetch, self, window, token))
+        return batch
+
+    def close(self):  # type: ignore[no-untyped-def]
+        pending = self.__dict__.pop("_bench_prefetch", None)
+        if pending is not None:
+            try:
+                pending[2].result()
+            except Exception:  # the sync is over; its own error (if any) is what counts
+                pass
+        return original_close(self)
+
+    ImapProvider.fetch_initial = fetch_initial  # type: ignore[method-assign]
+    ImapProvider.close = close  # type: ignore[method-assign]
+
+
 def run_child(args: argparse.Namespace) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "crmext.settings"
     import django
@@ -227,6 +276,12 @@ def run_child(args: argparse.Namespace) -> None:
         config={"host": args.imap_host, "port": args.imap_port, "security": "none", "username": IMAP_USER},
         credentials={"password": IMAP_PASSWORD},
     )
+    if args.page_size:  # experiment only: the provider's own page size is the reference
+        from integrations.providers.imap import ImapProvider
+
+        ImapProvider.page_size = args.page_size
+    if args.prefetch:
+        _install_prefetch()
     breakdown = _Breakdown()
     commands = _CommandLog()
     backend = _backend_pid()
@@ -343,6 +398,8 @@ def run_child(args: argparse.Namespace) -> None:
             pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order).print_stats(args.profile)
             print(f"\n===== [{label}] backfill profile, top {args.profile} by {order} =====")
             print(out.getvalue().split("\n", 4)[-1].strip("\n"))
+        if args.profile_out:
+            profiler.dump_stats(f"{args.profile_out}.{label}")
 
 
 # ============================================================================ parent process
@@ -407,8 +464,14 @@ def _run_database(database: str, args: argparse.Namespace, workdir: Path, server
         "--imap-host", server.host, "--imap-port", str(server.port), "--extra-file", str(extra_path),
         "--dovecot-pid", str(server._proc.pid if server._proc else 0),  # noqa: SLF001
     ]  # fmt: skip
+    if args.page_size:
+        command += ["--page-size", str(args.page_size)]
+    if args.prefetch:
+        command.append("--prefetch")
     if args.profile:
         command += ["--profile", str(args.profile)]
+        if args.profile_out:
+            command += ["--profile-out", args.profile_out]
     try:
         completed = subprocess.run(command, env=env, cwd=REPO_ROOT)
     finally:
@@ -449,7 +512,12 @@ def _print_report(results: list[dict], args: argparse.Namespace, loading: dict, 
         f"not measured; {loading['load']} before)"
     )
     page = results[0]["page_size"] if results else "?"
+    experiment = f" EXPERIMENT: page size overridden with --page-size {args.page_size}" if args.page_size else ""
+    if args.prefetch:
+        experiment += (" EXPERIMENT: --prefetch (next page fetched in a thread; the breakdown's parts overlap"
+                       " and add up to more than the wall time)")
     print(f"account : provider imap, security none, default folders (INBOX + the \\Sent folder), page size {page}"
+          + experiment
           + ("  [PROFILED: backfill rates deflated by cProfile]" if args.profile else ""))
     print()
 
@@ -483,12 +551,18 @@ def _print_report(results: list[dict], args: argparse.Namespace, loading: dict, 
         b = r["backfill"]
         pad = " " * len(r["database"])
         bd = b["breakdown"]
-        other = b["wall"] - sum(bd.values())
+        other = b["wall"] - bd["imap"] - bd["parse"] - bd["store"] - bd["commit"]
+        rest = "rest n/a (overlapping)" if args.prefetch else f"rest {other:.1f}s"
         server = "" if b["server_cpu"] is None else f", PostgreSQL backend {b['server_cpu']:.1f}s"
         print(
             f"{r['database']}: backfill {b['wall']:.1f}s = IMAP round trips {bd['imap']:.1f}s + parse_message "
-            f"{bd['parse']:.1f}s + store_batch {bd['store']:.1f}s + rest {other:.1f}s "
+            f"{bd['parse']:.1f}s + store_batch {bd['store']:.1f}s + COMMIT {bd['commit']:.1f}s + {rest} "
             f"(fetched {b['fetched']:,}, updated {b['updated']}, skipped {b['skipped']})"
+        )
+        print(
+            f"{pad}  IMAP round trips: EXAMINE {bd['imap select']:.1f}s, UID SEARCH {bd['imap search']:.1f}s, "
+            f"RFC822.SIZE sizing {bd['imap size']:.1f}s, body FETCH {bd['imap fetch']:.1f}s "
+            f"(server wait + imapclient response parsing)"
         )
         print(f"{pad}  CPU during backfill: Python {b['cpu']:.1f}s, Dovecot {b['dovecot_cpu']:.1f}s{server}; "
               f"machine {b['load']} at start")
@@ -544,6 +618,11 @@ def main() -> None:
     parser.add_argument("--deltas", type=int, default=5, help="no-change deltas to time (default 5)")
     parser.add_argument("--extra", type=int, default=100, help="messages appended before the last delta")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile the backfill, print top N")
+    parser.add_argument("--page-size", type=int, default=0, metavar="N",
+                        help="experiment: override ImapProvider.page_size (not the project's setting)")
+    parser.add_argument("--prefetch", action="store_true",
+                        help="experiment: fetch the next backfill page in a thread while one is stored")
+    parser.add_argument("--profile-out", default="", help="also dump the raw profile to PATH.<database>")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--imap-host", help=argparse.SUPPRESS)

@@ -43,10 +43,14 @@ class ThreadKey(models.Model):
 
 
 class Communication(models.Model):
+    # No single-column indexes on these two: the composite indexes below start with them,
+    # and every index costs each of the many inserts.
     account = models.ForeignKey(
-        settings.CRM_ACCOUNT_MODEL, on_delete=models.CASCADE, related_name="communications"
+        settings.CRM_ACCOUNT_MODEL, on_delete=models.CASCADE, related_name="communications", db_index=False
     )
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="communications")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="communications", db_index=False
+    )
     provider_message_id = models.CharField(max_length=255)
     rfc_message_id = models.CharField(max_length=512, blank=True, db_index=True)
     provider_thread_id = models.CharField(max_length=255, blank=True)
