@@ -9,6 +9,7 @@ import datetime as dt
 import logging
 import random
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -176,28 +177,35 @@ class _Sync:
         page_token, pending_cursor = state.get("page_token"), state.get("cursor")
         days = settings.SYNC_BACKFILL_DAYS
         window = BackfillWindow(since=timezone.now() - dt.timedelta(days=days) if days else None)
-        while True:
-            try:
-                batch = self.provider.fetch_initial(window, page_token)
-            except CursorExpired as error:
-                if page_token is None:
-                    raise  # a fresh backfill cannot have a stale position: a provider bug
-                self._cursor_expired(error)
-                return
-            pending_cursor = batch.new_cursor if batch.new_cursor is not None else pending_cursor
-            with transaction.atomic():
-                self._store(batch)
+        # The next page is fetched (and parsed) in a worker thread while this one is stored:
+        # the provider's network waits overlap the database's. One fetch in flight at a time,
+        # so at most two pages are in memory; leaving the block waits for it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-fetch") as fetcher:
+            upcoming = fetcher.submit(self.provider.fetch_initial, window, page_token)
+            while True:
+                try:
+                    batch = upcoming.result()
+                except CursorExpired as error:
+                    if page_token is None:
+                        raise  # a fresh backfill cannot have a stale position: a provider bug
+                    self._cursor_expired(error)
+                    return
+                if batch.next_page_token is not None:
+                    upcoming = fetcher.submit(self.provider.fetch_initial, window, batch.next_page_token)
+                pending_cursor = batch.new_cursor if batch.new_cursor is not None else pending_cursor
+                with transaction.atomic():
+                    self._store(batch)
+                    if batch.next_page_token is None:
+                        _save_claimed(self.account, self.token, sync_cursor=pending_cursor or {}, backfill_state=None)
+                    else:
+                        _save_claimed(
+                            self.account, self.token,
+                            backfill_state={"page_token": batch.next_page_token, "cursor": pending_cursor},
+                        )
+                self._report(batch)
                 if batch.next_page_token is None:
-                    _save_claimed(self.account, self.token, sync_cursor=pending_cursor or {}, backfill_state=None)
-                else:
-                    _save_claimed(
-                        self.account, self.token,
-                        backfill_state={"page_token": batch.next_page_token, "cursor": pending_cursor},
-                    )
-            self._report(batch)
-            if batch.next_page_token is None:
-                return
-            page_token = batch.next_page_token
+                    return
+                page_token = batch.next_page_token
 
     def _delta(self) -> None:
         assert self.provider is not None and self.run_row is not None

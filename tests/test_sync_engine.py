@@ -166,16 +166,17 @@ def test_stale_claim_is_taken_over_and_its_run_abandoned(scripted_account, scrip
 
 
 def test_a_worker_that_lost_its_claim_writes_nothing(scripted_account, scripted):
-    def stolen() -> Batch:
+    def taken_over(done, total):
+        # Another worker took the account over (this one was presumed dead) after page one.
         ProviderAccount.objects.filter(pk=scripted_account.pk).update(claim_token="someone-else")
-        return Batch(messages=[message()], new_cursor={"c": 2})
 
-    scripted.script = [stolen]
-    outcome = sync_account(scripted_account.pk)
+    scripted.script = [page(2, more=True), page(3)]
+    outcome = sync_account(scripted_account.pk, progress=taken_over)
     assert outcome.status == "failed"
-    assert not Communication.objects.exists()
+    assert Communication.objects.count() == 2  # page two was not written
     assert SyncRun.objects.get().status == "abandoned"
-    assert ProviderAccount.objects.get(pk=scripted_account.pk).claim_token == "someone-else"
+    account = ProviderAccount.objects.get(pk=scripted_account.pk)
+    assert account.claim_token == "someone-else" and account.backfill_state["page_token"] == {"p": 1}
 
 
 def test_sweeper_marks_dead_runs_and_frees_the_account(scripted_account, settings):

@@ -121,6 +121,8 @@ class MessageProvider:
       switch to when the backfill is complete.
     - ``fetch_since(cursor)`` returns what changed since ``cursor``. It raises
       CursorExpired when the cursor is no longer valid; the engine then runs one full resync.
+    - The engine calls ``fetch_initial`` for the next page from a worker thread while it
+      stores the current one (never two calls at once). Providers never touch the database.
     - Both never change anything on the provider (no flags set, nothing moved or deleted).
     - Both raise only ProviderError subclasses; anything else is a bug and is recorded as one.
     - ``api_calls`` counts requests made, for the SyncRun.

@@ -65,12 +65,13 @@ class ImapProvider(MessageProvider):
     key = "imap"
     display_name = "IMAP mailbox"
     capabilities = frozenset({Capability.EMAIL, Capability.FLAGS, Capability.DELETIONS, Capability.FOLDER_LABELS})
-    page_size = 250
+    page_size = 500  # pages are also capped by bytes (MAX_PAGE_BYTES)
 
     def __init__(self, account: Any) -> None:
         super().__init__(account)
         self.client: IMAPClient | None = None
         self.server_capabilities: frozenset[bytes] = frozenset()
+        self._selected: tuple[str, dict[bytes, Any]] | None = None
 
     # --- connection --------------------------------------------------------------------
 
@@ -104,6 +105,7 @@ class ImapProvider(MessageProvider):
             raise TransientError(f"IMAP error from {self.host} while {doing}: {text}") from None
 
     def _drop(self) -> None:
+        self._selected = None
         client, self.client = self.client, None
         if client is not None:
             try:
@@ -146,6 +148,7 @@ class ImapProvider(MessageProvider):
             self.client = client
 
     def close(self) -> None:
+        self._selected = None
         client, self.client = self.client, None
         if client is not None:
             try:
@@ -184,10 +187,16 @@ class ImapProvider(MessageProvider):
         sent = [name for flags, _delimiter, name in listed if _SENT in flags]
         return ["INBOX", *sent[:1]]
 
-    def _select(self, folder: str) -> dict[bytes, Any]:
+    def _select(self, folder: str, *, fresh: bool = True) -> dict[bytes, Any]:
+        """EXAMINEs the folder. ``fresh=False`` reuses this connection's open folder: a
+        backfill walks one folder page after page, and the server tells an open session
+        of expunges itself, while re-opening costs a round trip and server work each page."""
+        if not fresh and self._selected is not None and self._selected[0] == folder and self.client is not None:
+            return self._selected[1]
         with self._errors(f"opening {folder}"):
             status = self._client().select_folder(folder, readonly=True)
             self.api_calls += 1
+        self._selected = (folder, status)
         return status
 
     # --- fetching ----------------------------------------------------------------------
@@ -260,7 +269,7 @@ class ImapProvider(MessageProvider):
         while token["index"] < len(order):
             folder = order[token["index"]]
             state = FolderState.from_json(token["folders"][folder])
-            status = self._select(folder)
+            status = self._select(folder, fresh=False)
             if int(status[b"UIDVALIDITY"]) != state.uidvalidity:
                 # Reset under a resumed backfill: the refs stored so far name dead UIDs.
                 raise CursorExpired(f"UIDVALIDITY of {folder} changed during the backfill")

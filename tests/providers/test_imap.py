@@ -356,7 +356,9 @@ def test_server_stopped_mid_sync_is_a_transient_error_and_the_next_sync_complete
         dovecot_server.start()
 
     assert outcome.status == "failed"
-    assert calls == [5]
+    # The engine prefetches one page while it stores another: the page already in hand
+    # when the server went away is stored, the next fetch fails.
+    assert calls in ([5], [5, 10])
     account.refresh_from_db()
     assert account.status == "error"
     assert "Connection to" in account.last_error and "lost" in account.last_error, account.last_error
@@ -365,15 +367,15 @@ def test_server_stopped_mid_sync_is_a_transient_error_and_the_next_sync_complete
     assert account.consecutive_failures == 1
     assert account.backfill_state is not None and account.claim_token == ""
     run = last_run(account)
-    assert run.status == "failed" and run.created == 5
-    assert stored(account).count() == 5
+    assert run.status == "failed" and run.created == calls[-1]
+    assert stored(account).count() == calls[-1]
 
     assert dovecot_server.port == imap_user.port
     assert sync_account(account.pk).status == "succeeded"
 
     account.refresh_from_db()
     assert account.status == "connected" and account.consecutive_failures == 0 and account.last_error == ""
-    assert last_run(account).created == 15
+    assert last_run(account).created == 20 - calls[-1]
     assert_no_duplicates(account, 20)
     assert MessageRef.objects.filter(account=account).count() == 20
 
