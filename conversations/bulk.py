@@ -25,17 +25,21 @@ def relax_commit_durability() -> None:
             cursor.execute("SET LOCAL synchronous_commit = off")
 
 
-def bulk_insert(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
-    """Inserts ``rows`` (values in ``fields`` order) and returns their new ids, in order."""
+def bulk_insert(
+    model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]], *, returning: bool = True
+) -> list[int]:
+    """Inserts ``rows`` (values in ``fields`` order); returns their new ids in order, if ``returning``."""
     if not rows:
         return []
     if connection.vendor == "postgresql":
-        return _copy_insert(model, fields, rows)
+        return _copy_insert(model, fields, rows, returning)
     created = model._default_manager.bulk_create([model(**dict(zip(fields, row, strict=True))) for row in rows])
     return [obj.pk for obj in created]
 
 
-def _copy_insert(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
+def _copy_insert(
+    model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]], returning: bool
+) -> list[int]:
     from psycopg.types.json import Jsonb
 
     meta = model._meta
@@ -43,18 +47,24 @@ def _copy_insert(model: type[models.Model], fields: Sequence[str], rows: Sequenc
     json_positions = [i for i, name in enumerate(fields) if isinstance(meta.get_field(name), models.JSONField)]
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [meta.db_table, meta.pk.column, len(rows)],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-        statement = f"COPY {quote(meta.db_table)} ({quote(meta.pk.column)}, {', '.join(map(quote, columns))}) FROM STDIN"
-        with cursor.cursor.copy(statement) as copy:
-            for new_id, row in zip(ids, rows, strict=True):
-                values = [new_id, *row]
-                for position in json_positions:
-                    values[position + 1] = Jsonb(values[position + 1])
-                copy.write_row(values)
+        ids: list[int] = []
+        if returning:
+            # COPY returns nothing, so the ids are taken from the sequence first.
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [meta.db_table, meta.pk.column, len(rows)],
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+            columns = [meta.pk.column, *columns]
+            json_positions = [position + 1 for position in json_positions]
+            rows = [(new_id, *row) for new_id, row in zip(ids, rows, strict=True)]
+        with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({', '.join(map(quote, columns))}) FROM STDIN") as copy:
+            for row in rows:
+                if json_positions:
+                    row = list(row)
+                    for position in json_positions:
+                        row[position] = Jsonb(row[position])
+                copy.write_row(row)
     return ids
 
 

@@ -338,13 +338,13 @@ def _create(account: Account, messages: list[ParsedMessage]) -> list[int]:
                 resolution.contact_id if resolution else None, resolution.company_id if resolution else None,
                 address.value in own,
             ))
-    bulk_insert(Participant, _PARTICIPANT_FIELDS, participants)
+    bulk_insert(Participant, _PARTICIPANT_FIELDS, participants, returning=False)
 
     bulk_insert(Attachment, _ATTACHMENT_FIELDS, [
         (ids[message_index], clean_text(parsed.filename)[:255], parsed.content_type[:255], size, sha256,
          parsed.content_id[:255], parsed.inline, stored_name)
         for (message_index, parsed), (stored_name, sha256, size) in zip(owners, storing.result(), strict=True)
-    ])
+    ], returning=False)
     return ids
 
 

@@ -124,11 +124,16 @@ class Participant(models.Model):
     kind = models.CharField(max_length=5, choices=[(k.value, k.name.title()) for k in AddressKind])
     address = models.CharField(max_length=320)
     display_name = models.CharField(max_length=200, blank=True)
+    # Participants are the biggest table (several rows per message) and these two links are
+    # derived, re-resolvable data: no database-level constraint checks on every insert
+    # (Sentry does the same on its hot tables). Deletes through the ORM still null them.
     contact = models.ForeignKey(
-        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="participations"
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="participations",
+        db_constraint=False,
     )
     company = models.ForeignKey(
-        Company, null=True, blank=True, on_delete=models.SET_NULL, related_name="participations"
+        Company, null=True, blank=True, on_delete=models.SET_NULL, related_name="participations",
+        db_constraint=False,
     )
     is_owner = models.BooleanField(default=False, help_text="One of the account owner's own addresses.")
 
