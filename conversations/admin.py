@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -57,10 +58,23 @@ class CommunicationAdmin(LargeTableAdmin):
     list_display = ["__str__", "account", "channel", "direction", "sent_at", "deleted_at"]
     list_filter = ["channel", "direction", ("deleted_at", admin.EmptyFieldListFilter)]
     list_select_related = ["account"]
-    search_fields = ["subject", "=rfc_message_id", "=provider_message_id", "=participants__address"]
+    search_fields = ["subject"]
+    search_help_text = "An address or Message-ID finds exact matches (fast); other words search subjects."
     date_hierarchy = "sent_at"
     raw_id_fields = ["account", "conversation"]
     inlines = [ParticipantInline, AttachmentInline]
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        # An address or Message-ID is looked up exactly, through indexes, instead of being
+        # OR-ed with a subject substring search that scans every row of a big table.
+        term = search_term.strip().strip("<>")
+        if "@" in term and not any(c.isspace() for c in term):
+            senders = Participant.objects.filter(address=term.lower()).values("communication_id")
+            return queryset.filter(
+                Q(rfc_message_id=term) | Q(provider_message_id=term) | Q(provider_message_id=f"mid:{term}")
+                | Q(pk__in=senders)
+            ), False
+        return super().get_search_results(request, queryset, search_term)
     readonly_fields = ["preview", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["account", "conversation", "channel", "direction", "subject", "sent_at", "received_at"]}),

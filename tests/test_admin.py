@@ -109,3 +109,15 @@ def test_preview_requires_staff(client, populated):
     communication = Communication.objects.first()
     response = client.get(reverse("admin:conversations_communication_preview", args=[communication.pk]))
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_searching_an_address_or_message_id_finds_exact_matches(staff_client, populated):
+    url = reverse("admin:conversations_communication_changelist")
+    target = Communication.objects.order_by("pk").first()
+    by_id = staff_client.get(url, {"q": f"<{target.rfc_message_id}>"})
+    assert list(by_id.context["cl"].result_list) == [target]
+    by_address = staff_client.get(url, {"q": "Carol@Acme.com"})
+    assert by_address.context["cl"].result_count == Communication.objects.count()
+    by_subject = staff_client.get(url, {"q": target.subject})
+    assert target in list(by_subject.context["cl"].result_list)
+    assert staff_client.get(url, {"q": "nobody@nowhere.example"}).context["cl"].result_count == 0
