@@ -24,6 +24,7 @@ DATABASE = "crmext_bench_admin"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--keep", action="store_true", help="keep the database (to investigate a slow page)")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
 
@@ -38,6 +39,8 @@ def main() -> None:
     try:
         run(args.n)
     finally:
+        if args.keep:
+            return
         from django.db import connections
 
         connections.close_all()
@@ -112,7 +115,15 @@ def run(n: int) -> None:
         ("accounts", "/admin/integrations/provideraccount/"),
     ]
     print(f"{'page':40s} {'best of 3':>10s}  status")
+    slowest_queries = os.environ.get("BENCH_SHOW_QUERIES")
     for label, url in pages:
+        if slowest_queries:
+            from django.test.utils import CaptureQueriesContext
+
+            with CaptureQueriesContext(connection) as captured:
+                client.get(url)
+            for query in sorted(captured.captured_queries, key=lambda q: -float(q["time"]))[:3]:
+                print(f"    {float(query['time']) * 1000:6.0f} ms  {query['sql'][:160]}")
         timings = []
         for _ in range(3):
             started = time.perf_counter()

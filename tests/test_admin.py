@@ -121,3 +121,17 @@ def test_searching_an_address_or_message_id_finds_exact_matches(staff_client, po
     by_subject = staff_client.get(url, {"q": target.subject})
     assert target in list(by_subject.context["cl"].result_list)
     assert staff_client.get(url, {"q": "nobody@nowhere.example"}).context["cl"].result_count == 0
+
+
+def test_date_hierarchy_lists_years_and_months_from_min_and_max(staff_client, account):
+    import datetime as dt
+
+    store_batch(account, [message(sent_at=dt.datetime(2024, 3, 5, tzinfo=dt.UTC)),
+                          message(sent_at=dt.datetime(2026, 2, 7, tzinfo=dt.UTC))])
+    url = reverse("admin:conversations_communication_changelist")
+    page = staff_client.get(url).content.decode()
+    assert all(f"sent_at__year={year}" in page for year in (2024, 2025, 2026))
+    months = staff_client.get(url, {"sent_at__year": "2026"}).content.decode()
+    assert "sent_at__month=2" in months and "sent_at__month=1&" not in months and "sent_at__month=3" not in months
+    days = staff_client.get(url, {"sent_at__year": "2026", "sent_at__month": "2"}).content.decode()
+    assert "sent_at__day=7" in days and "sent_at__day=8" not in days
