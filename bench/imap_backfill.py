@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/imap_backfill.py [--n 20000] [--databases postgres,sqlite] [--seed 1]
                                             [--deltas 5] [--extra 100] [--profile 30 [--profile-out PATH]]
-                                            [--page-size N] [--prefetch]   (experiments)
+                                            [--page-size N]   (experiment)
 
 The parent starts a private Dovecot (tests/dovecot.py, in a make_base_dir() directory,
 stopped and removed at the end, also on error), creates one user and loads N synthetic
@@ -30,8 +30,9 @@ It prints figures and asserts nothing. --profile N runs the backfill under cProf
 prints the top N functions (that run's rates are deflated by the profiler; Dovecot and
 PostgreSQL time shows up as socket and psycopg waits). Experiments, which leave the
 project's code alone but change what is measured (and say so in the report):
---page-size N overrides ImapProvider.page_size; --prefetch fetches the next backfill page
-in a thread while the current one is stored.
+--page-size N overrides ImapProvider.page_size. The sync engine fetches the next backfill
+page while it stores the current one, so the breakdown's parts overlap and add up to more
+than the wall time.
 """
 from __future__ import annotations
 
@@ -201,48 +202,6 @@ class _CommandLog:
         imapclient.IMAPClient._raw_command = raw_command  # type: ignore[method-assign]
 
 
-def _install_prefetch() -> None:
-    """EXPERIMENT (--prefetch): fetch the next backfill page in a thread while this one is stored.
-
-    Wraps ImapProvider.fetch_initial: after returning a page, the next one (same window,
-    the returned page token) is fetched at once in a worker thread, and handed over when
-    the sync asks for it. The thread only talks IMAP and parses; the database stays on the
-    main thread. close() waits for a fetch in flight first. Measures what overlapping
-    Dovecot's work with parsing/storing could gain; the project's code is unchanged.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from integrations.providers.imap import ImapProvider
-
-    original_fetch, original_close = ImapProvider.fetch_initial, ImapProvider.close
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-prefetch")
-
-    def fetch_initial(self, window, page_token):  # type: ignore[no-untyped-def]
-        pending = self.__dict__.pop("_bench_prefetch", None)
-        if pending is not None and pending[0] == page_token and pending[1] is window:
-            batch = pending[2].result()
-        else:
-            if pending is not None:
-                pending[2].result()  # never two fetches on one connection at once
-            batch = original_fetch(self, window, page_token)
-        if batch.next_page_token is not None:
-            token = json.loads(json.dumps(batch.next_page_token))  # the sync may keep its own copy
-            self._bench_prefetch = (token, window, pool.submit(original_fetch, self, window, token))
-        return batch
-
-    def close(self):  # type: ignore[no-untyped-def]
-        pending = self.__dict__.pop("_bench_prefetch", None)
-        if pending is not None:
-            try:
-                pending[2].result()
-            except Exception:  # the sync is over; its own error (if any) is what counts
-                pass
-        return original_close(self)
-
-    ImapProvider.fetch_initial = fetch_initial  # type: ignore[method-assign]
-    ImapProvider.close = close  # type: ignore[method-assign]
-
-
 def run_child(args: argparse.Namespace) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "crmext.settings"
     import django
@@ -283,8 +242,6 @@ def run_child(args: argparse.Namespace) -> None:
     )
     if args.page_size:  # experiment only: the provider's own page size is the reference
         ImapProvider.page_size = args.page_size
-    if args.prefetch:
-        _install_prefetch()
     breakdown = _Breakdown()
     commands = _CommandLog()
     backend = _backend_pid()
@@ -471,8 +428,6 @@ def _run_database(  # type: ignore[no-untyped-def]
     ]  # fmt: skip
     if args.page_size:
         command += ["--page-size", str(args.page_size)]
-    if args.prefetch:
-        command.append("--prefetch")
     if args.profile:
         command += ["--profile", str(args.profile)]
         if args.profile_out:
@@ -519,9 +474,6 @@ def _print_report(results: list[dict], args: argparse.Namespace, loading: dict, 
     )
     page = results[0]["page_size"] if results else "?"
     experiment = f" EXPERIMENT: page size overridden with --page-size {args.page_size}" if args.page_size else ""
-    if args.prefetch:
-        experiment += (" EXPERIMENT: --prefetch (next page fetched in a thread; the breakdown's parts overlap"
-                       " and add up to more than the wall time)")
     print(f"account : provider imap, security none, default folders (INBOX + the \\Sent folder), page size {page}"
           + experiment
           + ("  [PROFILED: backfill rates deflated by cProfile]" if args.profile else ""))
@@ -557,12 +509,11 @@ def _print_report(results: list[dict], args: argparse.Namespace, loading: dict, 
         b = r["backfill"]
         pad = " " * len(r["database"])
         bd = b["breakdown"]
-        other = b["wall"] - bd["imap"] - bd["parse"] - bd["store"] - bd["commit"]
-        rest = "rest n/a (overlapping)" if args.prefetch else f"rest {other:.1f}s"
         server = "" if b["server_cpu"] is None else f", PostgreSQL backend {b['server_cpu']:.1f}s"
         print(
-            f"{r['database']}: backfill {b['wall']:.1f}s = IMAP round trips {bd['imap']:.1f}s + parse_message "
-            f"{bd['parse']:.1f}s + store_batch {bd['store']:.1f}s + COMMIT {bd['commit']:.1f}s + {rest} "
+            f"{r['database']}: backfill {b['wall']:.1f}s; IMAP round trips {bd['imap']:.1f}s, parse_message "
+            f"{bd['parse']:.1f}s, store_batch {bd['store']:.1f}s, COMMIT {bd['commit']:.1f}s (these overlap: the "
+            "next page is fetched while one is stored) "
             f"(fetched {b['fetched']:,}, updated {b['updated']}, skipped {b['skipped']})"
         )
         print(
@@ -628,8 +579,6 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile the backfill, print top N")
     parser.add_argument("--page-size", type=int, default=0, metavar="N",
                         help="experiment: override ImapProvider.page_size (not the project's setting)")
-    parser.add_argument("--prefetch", action="store_true",
-                        help="experiment: fetch the next backfill page in a thread while one is stored")
     parser.add_argument("--profile-out", default="", help="also dump the raw profile to PATH.<database>")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
