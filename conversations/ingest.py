@@ -147,18 +147,19 @@ def _refresh_state(row: Communication, message: ParsedMessage, merge_labels: boo
 
 
 def _record_refs(account: Account, refs: list[tuple[str, str, str]]) -> None:
-    ids = dict(
-        Communication.objects.filter(
-            account_id=account.pk, provider_message_id__in=list({provider_id for provider_id, _, _ in refs})
-        ).values_list("provider_message_id", "id")
-    )
-    MessageRef.objects.bulk_create(
-        [
-            MessageRef(account_id=account.pk, communication_id=ids[provider_id], ref=ref[:255], label=label[:255])
-            for provider_id, ref, label in refs
-            if provider_id in ids
-        ],
-        ignore_conflicts=True,
+    provider_ids = list({provider_id for provider_id, _, _ in refs})
+    ids: dict[str, int] = {}
+    for chunk in chunked(provider_ids):
+        ids.update(
+            Communication.objects.filter(account_id=account.pk, provider_message_id__any=chunk).values_list(
+                "provider_message_id", "id"
+            )
+        )
+    insert_ignoring_conflicts(
+        MessageRef,
+        ("account_id", "communication_id", "ref", "label"),
+        [(account.pk, ids[provider_id], ref[:255], label[:255]) for provider_id, ref, label in refs
+         if provider_id in ids],
     )
 
 
