@@ -57,6 +57,7 @@ elif str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.ingest import (  # noqa: E402  (after the sys.path fix above)
+    run_child_process,
     _backend_pid,
     _load,
     _machine,
@@ -432,18 +433,7 @@ def _run_database(  # type: ignore[no-untyped-def]
         command += ["--profile", str(args.profile)]
         if args.profile_out:
             command += ["--profile-out", args.profile_out]
-    try:
-        completed = subprocess.run(command, env=env, cwd=REPO_ROOT)
-    finally:
-        if database != "sqlite":
-            try:
-                _pg_admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
-            except Exception as error:  # report, do not hide the benchmark's own error
-                print(f"warning: could not drop {PG_BENCH_DB}: {error}", file=sys.stderr)
-    if completed.returncode != 0 or not result_path.exists():
-        print(f"[{database}] failed (exit {completed.returncode})", file=sys.stderr)
-        return None
-    return json.loads(result_path.read_text())
+    return run_child_process(command, env, database, PG_BENCH_DB, result_path)
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

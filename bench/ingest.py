@@ -420,14 +420,23 @@ def _run_database(database: str, args: argparse.Namespace, workdir: Path) -> dic
         command += ["--profile", str(args.profile)]
         if args.profile_out:
             command += ["--profile-out", args.profile_out]
+    return run_child_process(command, env, database, PG_BENCH_DB, result_path)
+
+
+def run_child_process(command: list[str], env: dict[str, str], database: str, pg_database: str,
+                      result_path: Path) -> dict | None:
+    """Runs one database's child and returns its JSON result (None if it failed).
+
+    The throwaway PostgreSQL database is dropped afterwards, whatever happened.
+    """
     try:
         completed = subprocess.run(command, env=env, cwd=REPO_ROOT)
     finally:
         if database != "sqlite":
             try:
-                _pg_admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
+                _pg_admin(f'DROP DATABASE IF EXISTS "{pg_database}" WITH (FORCE)')
             except Exception as error:  # report, do not hide the benchmark's own error
-                print(f"warning: could not drop {PG_BENCH_DB}: {error}", file=sys.stderr)
+                print(f"warning: could not drop {pg_database}: {error}", file=sys.stderr)
     if completed.returncode != 0 or not result_path.exists():
         print(f"[{database}] failed (exit {completed.returncode})", file=sys.stderr)
         return None
