@@ -57,6 +57,7 @@ elif str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.ingest import (  # noqa: E402  (after the sys.path fix above)
+    child_environment,
     run_child_process,
     _backend_pid,
     _load,
@@ -408,18 +409,7 @@ def _trim_mailbox(server, last_uid: int) -> int:  # type: ignore[no-untyped-def]
 def _run_database(  # type: ignore[no-untyped-def]
     database: str, args: argparse.Namespace, workdir: Path, server, extra_path: Path
 ) -> dict | None:
-    env = dict(os.environ)
-    env["MEDIA_ROOT"] = str(workdir / "media")
-    env.setdefault("LOG_LEVEL", "WARNING")
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    if database == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
-    elif database in ("postgres", "postgresql"):
-        _pg_admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
-        _pg_admin(f'CREATE DATABASE "{PG_BENCH_DB}"')
-        env["DATABASE_URL"] = _pg_url(PG_BENCH_DB)
-    else:
-        raise SystemExit(f"unknown database {database!r} (use sqlite, postgres)")
+    env = child_environment(database, workdir, PG_BENCH_DB)
     result_path = workdir / "result.json"
     command = [
         sys.executable, str(Path(__file__).resolve()), "--child", database, "--n", str(args.n),

@@ -393,18 +393,7 @@ def _machine() -> list[str]:
 
 
 def _run_database(database: str, args: argparse.Namespace, workdir: Path) -> dict | None:
-    env = dict(os.environ)
-    env["MEDIA_ROOT"] = str(workdir / "media")
-    env.setdefault("LOG_LEVEL", "WARNING")
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    if database == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
-    elif database in ("postgres", "postgresql"):
-        _pg_admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
-        _pg_admin(f'CREATE DATABASE "{PG_BENCH_DB}"')
-        env["DATABASE_URL"] = _pg_url(PG_BENCH_DB)
-    else:
-        raise SystemExit(f"unknown database {database!r} (use sqlite, postgres)")
+    env = child_environment(database, workdir, PG_BENCH_DB)
     result_path = workdir / "result.json"
     command = [
         sys.executable, str(Path(__file__).resolve()), "--child", database,
@@ -421,6 +410,23 @@ def _run_database(database: str, args: argparse.Namespace, workdir: Path) -> dic
         if args.profile_out:
             command += ["--profile-out", args.profile_out]
     return run_child_process(command, env, database, PG_BENCH_DB, result_path)
+
+
+def child_environment(database: str, workdir: Path, pg_database: str) -> dict[str, str]:
+    """The environment of one database's child: a fresh throwaway database, media in workdir."""
+    env = dict(os.environ)
+    env["MEDIA_ROOT"] = str(workdir / "media")
+    env.setdefault("LOG_LEVEL", "WARNING")
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    if database == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    elif database in ("postgres", "postgresql"):
+        _pg_admin(f'DROP DATABASE IF EXISTS "{pg_database}" WITH (FORCE)')
+        _pg_admin(f'CREATE DATABASE "{pg_database}"')
+        env["DATABASE_URL"] = _pg_url(pg_database)
+    else:
+        raise SystemExit(f"unknown database {database!r} (use sqlite, postgres)")
+    return env
 
 
 def run_child_process(command: list[str], env: dict[str, str], database: str, pg_database: str,
