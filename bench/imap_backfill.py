@@ -63,8 +63,6 @@ from bench.ingest import (  # noqa: E402  (after the sys.path fix above)
     _load,
     _machine,
     _peak_rss_mb,
-    _pg_admin,
-    _pg_url,
     _process_cpu,
     _server_version,
 )
