@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import imaplib
 import socket
 import ssl
 from collections.abc import Iterator
@@ -148,13 +147,13 @@ class ImapProvider(MessageProvider):
             self.client = client
 
     def close(self) -> None:
-        self._selected = None
-        client, self.client = self.client, None
-        if client is not None:
+        if self.client is not None:
             try:
-                client.logout()
-            except Exception:  # the server may already be gone; the socket is closed either way
-                client.shutdown() if client._imap.sock else None  # noqa: SLF001
+                self.client.logout()
+                self.client = None
+            except Exception:  # the server may already be gone: _drop closes the socket regardless
+                pass
+        self._drop()
 
     @property
     def condstore(self) -> bool:
@@ -233,8 +232,8 @@ class ImapProvider(MessageProvider):
             fetched = self._client().fetch(uids, attributes)
             self.api_calls += 1
         messages = []
-        for uid in sorted(fetched, key=uids.index if len(uids) < 64 else None):
-            data = fetched[uid]
+        for uid in uids:  # the caller's order: newest first in a backfill, oldest first in a delta
+            data = fetched.get(uid, {})
             raw = data.get(b"BODY[]")
             if raw is None:
                 continue  # expunged between SEARCH and FETCH
@@ -420,4 +419,3 @@ def _text(error: BaseException) -> str:
     return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
 
 
-__all__ = ["ImapProvider", "SECURITY_CHOICES", "imaplib"]
