@@ -15,6 +15,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from conversations.messages import ParsedAttachment
+from conversations.models import Attachment
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +58,12 @@ class StoringContents:
     writes), so ingest starts the writes first and does its database work meanwhile.
     """
 
-    def __init__(self, results: list[StoredContent | Future[str]], sizes: list[tuple[str, int | None]]) -> None:
-        self._results = results
-        self._sizes = sizes
+    def __init__(self, pending: list[tuple[str | Future[str], str, int | None]]) -> None:
+        self._pending = pending
 
     def result(self) -> list[StoredContent]:
-        done: list[StoredContent] = []
-        for pending, (sha256, size) in zip(self._results, self._sizes, strict=True):
-            done.append((pending.result(), sha256, size) if isinstance(pending, Future) else pending)
-        return done
+        return [(name.result() if isinstance(name, Future) else name, sha256, size)
+                for name, sha256, size in self._pending]
 
 
 def start_storing(attachments: Sequence[ParsedAttachment]) -> StoringContents:
@@ -75,8 +73,6 @@ def start_storing(attachments: Sequence[ParsedAttachment]) -> StoringContents:
     or signature image touches the storage once at most; the writes run in background
     threads. Results come back in the order of ``attachments``.
     """
-    from conversations.models import Attachment  # the models module imports ingest's callers
-
     limit = settings.ATTACHMENT_MAX_BYTES
     prepared: list[tuple[ParsedAttachment, bytes | None, str]] = []
     for attachment in attachments:
@@ -87,17 +83,12 @@ def start_storing(attachments: Sequence[ParsedAttachment]) -> StoringContents:
     known: dict[str, str | Future[str]] = dict(
         Attachment.objects.filter(sha256__in=wanted).exclude(stored_name="").values_list("sha256", "stored_name")
     ) if wanted else {}
-    results: list[StoredContent | Future[str]] = []
-    sizes: list[tuple[str, int | None]] = []
+    pending: list[tuple[str | Future[str], str, int | None]] = []
     for attachment, content, sha256 in prepared:
         if content is None or len(content) > limit:
-            size = attachment.size if content is None else len(content)
-            results.append(("", sha256, size))
-            sizes.append((sha256, size))
+            pending.append(("", sha256, attachment.size if content is None else len(content)))
             continue
         if sha256 not in known:
             known[sha256] = _writers.submit(_write, sha256, content)
-        pending = known[sha256]
-        results.append(pending if isinstance(pending, Future) else (pending, sha256, len(content)))
-        sizes.append((sha256, len(content)))
-    return StoringContents(results, sizes)
+        pending.append((known[sha256], sha256, len(content)))
+    return StoringContents(pending)
