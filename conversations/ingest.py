@@ -268,7 +268,7 @@ def _assign_conversations(
     for chunk in chunked(all_keys):
         for key, conversation_id in ThreadKey.objects.filter(key__any=chunk).values_list("key", "conversation_id"):
             known[key] = Conversation(pk=conversation_id)
-    known_in_database = list(known)
+    in_database = set(known)
     assigned: list[Conversation] = []
     for message, tiers in zip(messages, tiers_per_message, strict=True):
         conversation = next((known[k] for tier in tiers for k in tier if k in known), None)
@@ -281,7 +281,6 @@ def _assign_conversations(
             for key in tier:
                 known.setdefault(key, conversation)
         assigned.append(conversation)
-    in_database = set(known_in_database)
     return assigned, {k: c for k, c in known.items() if k not in in_database}
 
 
