@@ -9,6 +9,7 @@ here with explicit charset fallbacks.
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import codecs
 import datetime as dt
 import email
@@ -540,4 +541,30 @@ def parse_message(raw: bytes, *, provider_message_id: str = "") -> ParsedMessage
         attachments=tuple(bodies.attachments),
         raw_size=len(raw),
         warnings=tuple(dict.fromkeys(clean_text(warning) for warning in warnings)),
+    )
+
+
+def parse_headers_only(headers: bytes, size: int, *, provider_message_id: str = "", why: str = "") -> ParsedMessage:
+    """A message too big to parse whole (over ``MESSAGE_MAX_BYTES``), from its header block alone.
+
+    Providers fetch or read only the headers of such a message (IMAP ``BODY.PEEK[HEADER]``,
+    the first bytes of an mbox entry) and pass its full ``size``. The result carries the
+    headers' fields, no body and no attachments, ``raw_size=size`` and a warning saying
+    why, so the message is recorded (and findable) without its bulk ever being in memory.
+    ``provider_message_id`` defaults as in ``parse_message``: the same headers always get
+    the same id.
+    """
+    end = headers.find(b"\r\n\r\n")
+    if end < 0:
+        end = headers.find(b"\n\n")
+    block = headers if end < 0 else headers[:end]
+    parsed = parse_message(block.rstrip(b"\r\n") + b"\r\n\r\n", provider_message_id=provider_message_id)
+    reason = why or f"message of {size:,} bytes is over the size limit"
+    return dataclasses.replace(
+        parsed,
+        body_text="",
+        body_html="",
+        attachments=(),
+        raw_size=size,
+        warnings=(f"{reason}: stored headers only", *parsed.warnings),
     )

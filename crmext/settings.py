@@ -158,6 +158,12 @@ CRM_IGNORED_SENDER_PATTERNS = env.list(
 )
 CRM_DEFAULT_PHONE_REGION = env.str("CRM_DEFAULT_PHONE_REGION", default="US")
 ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=25 * 1024 * 1024, minimum=0)
+# A message bigger than this is never parsed whole: providers fetch or read its headers only
+# and it is stored with its size and a warning (parsing costs several times the raw size).
+MESSAGE_MAX_BYTES = env.int("MESSAGE_MAX_BYTES", default=50 * 1024 * 1024, minimum=1024)
+# Bytes of raw messages one fetched page may hold (every provider); the engine keeps at most
+# two pages in memory (the one being stored and the one being fetched).
+PAGE_MAX_BYTES = env.int("PAGE_MAX_BYTES", default=32 * 1024 * 1024, minimum=1024 * 1024)
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=500, minimum=1)
 
 # conversations stores communications per connected account without importing the
