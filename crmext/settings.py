@@ -182,3 +182,8 @@ SYNC_MAX_CONSECUTIVE_RESYNCS = env.int("SYNC_MAX_CONSECUTIVE_RESYNCS", default=5
 # How far back a first sync reaches, in days (0: everything).
 SYNC_BACKFILL_DAYS = env.int("SYNC_BACKFILL_DAYS", default=0, minimum=0)
 IMAP_TIMEOUT_SECONDS = env.int("IMAP_TIMEOUT_SECONDS", default=60, minimum=1)
+# security "none" sends the password in clear text: refused unless this is true (in DEBUG,
+# a loopback host is allowed without it, for a local test server).
+ALLOW_INSECURE_IMAP = env.bool("ALLOW_INSECURE_IMAP", default=False)
+# mbox accounts may only read files under this directory (symlinks resolved); uploads land here.
+MBOX_IMPORT_DIR = Path(env.str("MBOX_IMPORT_DIR", default=str(VAR_DIR / "imports")))

@@ -18,7 +18,15 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from conversations.ingest import BatchResult, apply_updates, forget_refs, mark_deleted, remove_refs, store_batch
+from conversations.ingest import (
+    BatchResult,
+    apply_updates,
+    forget_refs,
+    mark_deleted,
+    remove_ref_ranges,
+    remove_refs,
+    store_batch,
+)
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.base import (
     AuthError,
@@ -254,6 +262,10 @@ class _Sync:
             )
         if batch.deleted_refs:
             result.updated += remove_refs(self.account, batch.deleted_refs)
+        if batch.deleted_ref_ranges:
+            result.updated += remove_ref_ranges(
+                self.account, [(r.prefix, r.first, r.last) for r in batch.deleted_ref_ranges]
+            )
         if batch.deleted_ids:
             result.updated += mark_deleted(self.account, batch.deleted_ids)
         self.totals += result

@@ -19,6 +19,14 @@ def _media_root(settings, tmp_path: Path) -> Path:
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture(autouse=True)
+def _test_servers_allowed(settings, tmp_path: Path) -> None:
+    # The test Dovecot speaks plain IMAP on loopback, and test mbox files live in tmp_path.
+    # Tests of the refusals turn these back off.
+    settings.ALLOW_INSECURE_IMAP = True
+    settings.MBOX_IMPORT_DIR = tmp_path
+
+
 @pytest.fixture
 def user(db):
     return get_user_model().objects.create_user("alice", email="alice@example.org", password="pw-alice-123")

@@ -80,6 +80,19 @@ class MessageUpdate:
     is_starred: bool | None = None
 
 
+@dataclass(frozen=True)
+class RefRange:
+    """The refs ``f"{prefix}{n}"`` for every n in ``first..last``, e.g. IMAP UIDs "INBOX:7:" 3..9.
+
+    Ranges come from the provider (an IMAP VANISHED response) and may be huge; they are
+    resolved against the refs actually stored, never expanded whole.
+    """
+
+    prefix: str
+    first: int
+    last: int
+
+
 @dataclass
 class Batch:
     """One page of work.
@@ -89,7 +102,7 @@ class Batch:
     ``new_cursor`` is the delta cursor this batch advances to (for a backfill, the
     cursor to use once the backfill completes). ``deleted_refs`` / ``deleted_ids`` name
     messages gone at the provider, by provider reference or provider message id;
-    ``updates`` change the state of stored messages. ``progress`` is (done, total) in provider units, if known.
+    ``deleted_ref_ranges`` names them by ranges of numbered refs (see RefRange); ``updates`` change the state of stored messages. ``progress`` is (done, total) in provider units, if known.
     """
 
     messages: list[ParsedMessage] = field(default_factory=list)
@@ -97,6 +110,7 @@ class Batch:
     new_cursor: Cursor | None = None
     deleted_ids: list[str] = field(default_factory=list)
     deleted_refs: list[str] = field(default_factory=list)
+    deleted_ref_ranges: list[RefRange] = field(default_factory=list)
     updates: list[MessageUpdate] = field(default_factory=list)
     progress: tuple[int, int] | None = None
 
