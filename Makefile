@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Both commands are for development: debug mode unless the environment says otherwise.
+export DEBUG ?= true
 
 .PHONY: run test setup test-deps bench clean
 

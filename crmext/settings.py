@@ -4,6 +4,7 @@ Every variable is listed, with a comment, in .env.example.
 """
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -19,19 +20,38 @@ _env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 env = StrictEnv(_env)
 
-DEBUG = env.bool("DEBUG", default=True)
+# Off unless asked for: a server started with no configuration must not run in debug mode.
+# `make run` and `make test` turn it on for development.
+DEBUG = env.bool("DEBUG", default=False)
 
 
 def _local_secret(name: str) -> str:
-    """A development secret kept in var/ so that restarts can still decrypt stored credentials."""
+    """A development secret kept in var/ so that restarts can still decrypt stored credentials.
+
+    Created 0600 from the first byte and published with link(), which fails if the file
+    exists: two processes starting together (web server and qcluster) agree on one key,
+    and neither reads a half-written file.
+    """
     path = VAR_DIR / name
-    if path.exists():
-        return path.read_text().strip()
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(50)
-    path.write_text(value)
-    path.chmod(0o600)
-    return value
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        scratch = VAR_DIR / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(50))
+            try:
+                os.link(scratch, path)
+            except FileExistsError:
+                pass  # another process published its key first: use that one
+        finally:
+            scratch.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def _is_weak_secret(value: str) -> bool:
+    # Django's own deploy check (security.W009): short, repetitive or the startproject default.
+    return len(value) < 50 or len(set(value)) < 5 or value.startswith("django-insecure-")
 
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -39,6 +59,11 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is false")
     SECRET_KEY = _local_secret("secret_key")
+elif not DEBUG and _is_weak_secret(SECRET_KEY):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is too weak for DEBUG=false: use at least 50 random characters, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 # django-fernet-encrypted-fields derives its keys from SECRET_KEY(+fallbacks) x SALT_KEY;
 # the first salt encrypts, all of them decrypt, so a list rotates.
@@ -49,6 +74,19 @@ if not SALT_KEY:
     SALT_KEY = [_local_secret("salt_key")]
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Transport security (production defaults; DEBUG turns them off for a local http server) ---
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# The header only allows preloading; a domain is preloaded only when its owner submits it.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients).
+if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
