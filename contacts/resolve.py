@@ -14,7 +14,7 @@ from django.db import transaction
 
 from contacts.lookups import chunked
 from contacts.models import Company, Contact, ContactIdentifier
-from contacts.normalize import email_domain
+from contacts.normalize import email_domain, is_valid_email, is_valid_phone
 
 # Consumer mailbox providers: a shared domain says nothing about a person's employer.
 FREE_MAIL_DOMAINS: frozenset[str] = frozenset(
@@ -34,6 +34,17 @@ class AddressToResolve:
     kind: str  # ContactIdentifier.Kind value
     value: str  # normalised
     display_name: str = ""
+    # False: match an existing contact only; never create one (or a company) for it.
+    may_create: bool = True
+
+
+def is_resolvable(kind: str, value: str) -> bool:
+    """Only well-formed, in-limit addresses become identifiers; anything else stays raw text."""
+    if kind == ContactIdentifier.Kind.EMAIL:
+        return is_valid_email(value)
+    if kind == ContactIdentifier.Kind.PHONE:
+        return is_valid_phone(value)
+    return False
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,7 @@ def companies_for_domains(domains: Iterable[str], create: bool) -> dict[str, int
     if missing and create:
         # ignore_conflicts: another worker may create the same company at the same moment.
         Company.objects.bulk_create(
-            [Company(domain=d, name=company_name_from_domain(d)) for d in missing], ignore_conflicts=True
+            [Company(domain=d, name=company_name_from_domain(d)[:200]) for d in missing], ignore_conflicts=True
         )
         for chunk in chunked(missing):
             found.update(Company.objects.filter(domain__any=chunk).values_list("domain", "id"))
@@ -94,7 +105,9 @@ def resolve_addresses(
 
     Must run inside a transaction (the caller's batch transaction): contacts made here
     are rolled back with the batch. Safe against a concurrent worker resolving the
-    same new address: the identifier's unique constraint picks one contact.
+    same new address: the identifier's unique constraint picks one contact. Addresses
+    that are not well-formed identifiers (see is_resolvable) are left out; those with
+    ``may_create=False`` are only matched.
     """
     if create_contacts is None:
         create_contacts = settings.CRM_CREATE_CONTACTS
@@ -102,7 +115,12 @@ def resolve_addresses(
         create_companies = settings.CRM_CREATE_COMPANIES
     by_value: dict[str, AddressToResolve] = {}
     for address in addresses:
-        if address.value and (address.value not in by_value or not by_value[address.value].display_name):
+        if not is_resolvable(address.kind, address.value):
+            continue
+        known = by_value.get(address.value)
+        if known is None or (address.may_create and not known.may_create) or (
+            address.may_create == known.may_create and not known.display_name
+        ):
             by_value[address.value] = address
     if not by_value:
         return {}
@@ -113,9 +131,14 @@ def resolve_addresses(
     if not unknown:
         return result
 
-    companies = companies_for_domains(
-        (email_domain(a.value) for a in unknown if a.kind == ContactIdentifier.Kind.EMAIL), create_companies
-    )
+    creatable_domains = {email_domain(a.value) for a in unknown if a.kind == ContactIdentifier.Kind.EMAIL
+                         and a.may_create}
+    companies = companies_for_domains(creatable_domains, create_companies)
+    match_only_domains = {email_domain(a.value) for a in unknown if a.kind == ContactIdentifier.Kind.EMAIL} - set(
+        companies
+    ) - creatable_domains
+    if match_only_domains:
+        companies.update(companies_for_domains(match_only_domains, create=False))
 
     def company_of(address: AddressToResolve) -> int | None:
         if address.kind != ContactIdentifier.Kind.EMAIL:
@@ -125,6 +148,12 @@ def resolve_addresses(
     if not create_contacts:
         for address in unknown:
             result[address.value] = Resolution(None, company_of(address))
+        return result
+    for address in unknown:
+        if not address.may_create:
+            result[address.value] = Resolution(None, company_of(address))
+    unknown = [a for a in unknown if a.may_create]
+    if not unknown:
         return result
 
     with transaction.atomic():

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, Case, Q, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from conversations.models import Attachment, Communication, Conversation, MessageRef, Participant, ThreadKey
+from conversations.permissions import HIDDEN, can_view_all_content, can_view_content
 from conversations.rendering import sanitize_html
 from crmext.pagination import EstimatedCountPaginator, LargeTableChangeList
 
@@ -19,6 +20,19 @@ class LargeTableAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: object) -> type[LargeTableChangeList]:
         return LargeTableChangeList
+
+
+def with_content_visibility(queryset: QuerySet, request: HttpRequest, owner_path: str) -> QuerySet:
+    """Annotates ``content_visible``: may this user read the content of each row (see permissions)."""
+    if can_view_all_content(request.user):
+        return queryset.annotate(content_visible=Value(True, output_field=BooleanField()))
+    return queryset.annotate(content_visible=Case(
+        When(**{owner_path: request.user.pk}, then=Value(True)), default=Value(False), output_field=BooleanField()
+    ))
+
+
+def _visible(obj: object) -> bool:
+    return bool(getattr(obj, "content_visible", False))
 
 
 class ParticipantInline(admin.TabularInline):
@@ -38,7 +52,7 @@ class AttachmentInline(admin.TabularInline):
 class CommunicationInline(admin.TabularInline):
     model = Communication
     extra = 0
-    fields = ["subject", "account", "direction", "sent_at"]
+    fields = ["title", "account", "direction", "sent_at"]
     readonly_fields = fields
     show_change_link = True
     can_delete = False
@@ -46,19 +60,48 @@ class CommunicationInline(admin.TabularInline):
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return with_content_visibility(super().get_queryset(request), request, "account__owner_id")
+
+    @admin.display(description="Subject")
+    def title(self, obj: Communication) -> str:
+        return obj.title if _visible(obj) else HIDDEN
+
 
 @admin.register(Conversation)
 class ConversationAdmin(LargeTableAdmin):
-    list_display = ["__str__", "channel", "message_count", "last_message_at"]
+    # Conversations are shared by every account in them: their subject is content, shown
+    # only to those who may read everyone's (see conversations.permissions).
+    list_display = ["title", "channel", "message_count", "last_message_at"]
     list_filter = ["channel"]
     search_fields = ["subject"]
     date_hierarchy = "last_message_at"
     inlines = [CommunicationInline]
 
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        return list(self.search_fields) if can_view_all_content(request.user) else []
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        return queryset.annotate(content_visible=Value(can_view_all_content(request.user)))
+
+    def get_exclude(self, request: HttpRequest, obj: object = None) -> list[str]:
+        return [] if can_view_all_content(request.user) else ["subject"]
+
+    @admin.display(description="Conversation", ordering="subject")
+    def title(self, obj: Conversation) -> str:
+        return obj.title if _visible(obj) else str(obj)
+
+
+_CONTENT_FIELDS = frozenset(("subject", "preview", "snippet", "body_text", "body_html"))
+
 
 @admin.register(Communication)
 class CommunicationAdmin(LargeTableAdmin):
-    list_display = ["__str__", "account", "channel", "direction", "sent_at", "deleted_at"]
+    """Content (subject, body, preview, attachments) of another user's account shows only to
+    superusers and staff with view_all_content; other staff see the metadata."""
+
+    list_display = ["title", "account", "channel", "direction", "sent_at", "deleted_at"]
     list_filter = ["channel", "direction", ("deleted_at", admin.EmptyFieldListFilter)]
     list_select_related = ["account"]
     search_fields = ["subject"]
@@ -72,13 +115,36 @@ class CommunicationAdmin(LargeTableAdmin):
         # OR-ed with a subject substring search that scans every row of a big table.
         term = search_term.strip().strip("<>")
         if "@" in term and not any(c.isspace() for c in term):
+            # Addresses and Message-IDs are metadata: everyone's rows may match them.
             # Ids first, then one OR of two indexed conditions: PostgreSQL combines those with
             # a bitmap, where an OR with a subquery would make it scan the table.
             with_address = list(
                 Participant.objects.filter(address=term.lower()).values_list("communication_id", flat=True)[:10_000]
             )
             return queryset.filter(Q(rfc_message_id=term) | Q(pk__in=with_address)), False
+        if not can_view_all_content(request.user):
+            # A subject search would tell whose mail holds a word: only the user's own mail.
+            queryset = queryset.filter(account__owner_id=request.user.pk)
         return super().get_search_results(request, queryset, search_term)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return with_content_visibility(super().get_queryset(request), request, "account__owner_id")
+
+    @admin.display(description="Communication", ordering="subject")
+    def title(self, obj: Communication) -> str:
+        return obj.title if _visible(obj) else f"{HIDDEN} #{obj.pk}"
+
+    def get_fieldsets(self, request: HttpRequest, obj: Communication | None = None):  # type: ignore[no-untyped-def]
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or _visible(obj):
+            return fieldsets
+        return [(name, {**options, "fields": [f for f in options["fields"] if f not in _CONTENT_FIELDS]})
+                for name, options in fieldsets]
+
+    def get_inlines(self, request: HttpRequest, obj: Communication | None = None):  # type: ignore[no-untyped-def]
+        if obj is not None and not _visible(obj):
+            return [ParticipantInline]
+        return super().get_inlines(request, obj)
     readonly_fields = ["preview", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["account", "conversation", "channel", "direction", "subject", "sent_at", "received_at"]}),
@@ -105,8 +171,10 @@ class CommunicationAdmin(LargeTableAdmin):
 
     def preview_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         """The sanitised message HTML, for the sandboxed iframe on the change page."""
-        communication = get_object_or_404(Communication, pk=object_id)
-        if not self.has_view_permission(request, communication):
+        communication = get_object_or_404(Communication.objects.select_related("account"), pk=object_id)
+        if not self.has_view_permission(request, communication) or not can_view_content(
+            request.user, communication.account.owner_id
+        ):
             return HttpResponse(status=403)
         allow_remote = request.GET.get("remote_images") == "1"
         body = sanitize_html(communication.body_html, allow_remote_images=allow_remote) if communication.body_html else (
@@ -149,6 +217,13 @@ class AttachmentAdmin(LargeTableAdmin):
     list_select_related = ["communication"]
     search_fields = ["filename", "=sha256"]
     raw_id_fields = ["communication"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # Attachments are content through and through: other users' stay out of the list.
+        queryset = super().get_queryset(request)
+        if can_view_all_content(request.user):
+            return queryset
+        return queryset.filter(communication__account__owner_id=request.user.pk)
 
 
 @admin.register(ThreadKey)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from django.db import connection, models
@@ -25,12 +26,46 @@ def relax_commit_durability() -> None:
             cursor.execute("SET LOCAL synchronous_commit = off")
 
 
+@cache
+def _bounded_positions(model: type[models.Model], fields: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    meta = model._meta
+    return tuple(
+        (position, field.max_length)
+        for position, name in enumerate(fields)
+        if isinstance(field := meta.get_field(name), models.CharField) and field.max_length
+    )
+
+
+def fit_rows(
+    model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> Sequence[Sequence[Any]]:
+    """Clips every string bound for a CharField to its max_length: the model's boundary.
+
+    PostgreSQL refuses an over-long value with DataError, which would roll back a whole
+    batch (SQLite stores it silently). Columns whose values must stay unique after
+    clipping (provider ids, thread keys, refs) are shortened with a hash before this.
+    """
+    bounded = _bounded_positions(model, tuple(fields))
+    if not bounded:
+        return rows
+    fitted: list[Sequence[Any]] = []
+    for row in rows:
+        if any(isinstance(row[p], str) and len(row[p]) > limit for p, limit in bounded):
+            row = list(row)
+            for position, limit in bounded:
+                if isinstance(row[position], str):
+                    row[position] = row[position][:limit]
+        fitted.append(row)
+    return fitted
+
+
 def bulk_insert(
     model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]], *, returning: bool = True
 ) -> list[int]:
     """Inserts ``rows`` (values in ``fields`` order); returns their new ids in order, if ``returning``."""
     if not rows:
         return []
+    rows = fit_rows(model, fields, rows)
     if connection.vendor == "postgresql":
         return _copy_insert(model, fields, rows, returning)
     created = model._default_manager.bulk_create([model(**dict(zip(fields, row, strict=True))) for row in rows])
@@ -72,6 +107,7 @@ def insert_ignoring_conflicts(model: type[models.Model], fields: Sequence[str], 
     """Inserts rows, skipping those that collide with a unique constraint (no ids returned)."""
     if not rows:
         return
+    rows = fit_rows(model, fields, rows)
     if connection.vendor != "postgresql":
         model._default_manager.bulk_create(
             [model(**dict(zip(fields, row, strict=True))) for row in rows], ignore_conflicts=True

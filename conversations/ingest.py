@@ -24,7 +24,7 @@ from conversations.bulk import add_to_counters, bulk_insert, insert_ignoring_con
 from conversations.messages import Direction, ParsedMessage
 from conversations.models import Attachment, Communication, Conversation, MessageRef, Participant, ThreadKey
 from conversations.parsing import clean_text
-from conversations.threading import candidate_keys, conversation_subject
+from conversations.threading import candidate_keys, conversation_subject, fit_key
 
 SNIPPET_LENGTH = 200
 
@@ -87,8 +87,11 @@ def store_batch(account: Account, messages: Sequence[ParsedMessage], *, merge_la
     unique: dict[str, ParsedMessage] = {}
     refs: list[tuple[str, str, str]] = []  # (provider id, ref, label)
     for message in messages:
+        if len(message.provider_message_id) > 255:
+            # Still unique, unlike a plain cut: two long ids sharing a prefix stay two messages.
+            message = dataclasses.replace(message, provider_message_id=fit_key(message.provider_message_id))
         if message.ref:
-            refs.append((message.provider_message_id, message.ref, message.labels[0] if message.labels else ""))
+            refs.append((message.provider_message_id, fit_key(message.ref), message.labels[0] if message.labels else ""))
         previous = unique.get(message.provider_message_id)
         if previous is not None:
             result.skipped += 1
@@ -133,7 +136,7 @@ def _refresh_state(row: Communication, message: ParsedMessage, merge_labels: boo
     labels = list(_merged(row.labels, message.labels)) if merge_labels else list(message.labels)
     new_state = {
         "labels": labels,
-        "delivery_status": message.delivery_status or row.delivery_status,
+        "delivery_status": message.delivery_status[:30] or row.delivery_status,
         "is_read": row.is_read if message.is_read is None else message.is_read,
         "is_starred": row.is_starred if message.is_starred is None else message.is_starred,
         "deleted_at": None,
@@ -158,7 +161,7 @@ def _record_refs(account: Account, refs: list[tuple[str, str, str]]) -> None:
     insert_ignoring_conflicts(
         MessageRef,
         ("account_id", "communication_id", "ref", "label"),
-        [(account.pk, ids[provider_id], ref[:255], label[:255]) for provider_id, ref, label in refs
+        [(account.pk, ids[provider_id], ref, label) for provider_id, ref, label in refs
          if provider_id in ids],
     )
 
@@ -167,7 +170,7 @@ def apply_updates(account: Account, updates: Sequence[tuple[str, bool | None, bo
     """Applies (ref, is_read, is_starred) changes; None leaves a flag as it is. Returns rows changed."""
     by_state: dict[tuple[bool | None, bool | None], list[str]] = {}
     for ref, is_read, is_starred in updates:
-        by_state.setdefault((is_read, is_starred), []).append(ref)
+        by_state.setdefault((is_read, is_starred), []).append(fit_key(ref))
     changed = 0
     now = timezone.now()
     for (is_read, is_starred), refs in by_state.items():
@@ -190,7 +193,7 @@ def remove_refs(account: Account, refs: Sequence[str]) -> int:
     The labels the vanished copies contributed are removed. Returns communications deleted.
     """
     removed_labels: dict[int, set[str]] = {}
-    for chunk in chunked(list(refs)):
+    for chunk in chunked([fit_key(ref) for ref in refs]):
         rows = MessageRef.objects.filter(account_id=account.pk, ref__in=chunk)
         for communication_id, label in rows.values_list("communication_id", "label"):
             removed_labels.setdefault(communication_id, set()).add(label)
@@ -276,14 +279,20 @@ def _existing(account: Account, provider_ids: list[str]) -> dict[str, Communicat
 
 
 def _resolve(messages: list[ParsedMessage], own: set[str]) -> dict[str, Resolution]:
-    wanted: dict[str, AddressToResolve] = {}
+    """Resolves every participant; only the first CRM_MAX_CONTACTS_PER_MESSAGE of a message may create.
+
+    One message to 20,000 recipients (a list blast, a hostile header) would otherwise make
+    20,000 contacts and companies; past the cap, addresses only match existing contacts.
+    """
+    limit = settings.CRM_MAX_CONTACTS_PER_MESSAGE
+    wanted: list[AddressToResolve] = []
     for message in messages:
-        for _role, address in message.participants():
-            known = wanted.get(address.value)
-            if (known is None or not known.display_name) and address.value not in own \
-                    and not is_ignored_address(address.value):
-                wanted[address.value] = AddressToResolve(address.kind.value, address.value, address.display_name)
-    return resolve_addresses(wanted.values())
+        for position, (_role, address) in enumerate(message.participants()):
+            if address.value not in own and not is_ignored_address(address.value):
+                wanted.append(AddressToResolve(
+                    address.kind.value, address.value, address.display_name, may_create=position < limit
+                ))
+    return resolve_addresses(wanted)
 
 
 def _assign_conversations(
@@ -346,11 +355,11 @@ def _create(account: Account, messages: list[ParsedMessage]) -> list[int]:
         if message.sender is not None and message.sender.value in own:
             direction = Direction.OUTBOUND
         rows.append((
-            account.pk, conversation.pk, message.provider_message_id[:255], message.rfc_message_id[:512],
-            message.provider_thread_id[:255], message.channel.value, direction.value,
+            account.pk, conversation.pk, message.provider_message_id, message.rfc_message_id,
+            message.provider_thread_id, message.channel.value, direction.value,
             clean_text(message.subject) if message.subject is not None else None,
             clean_text(message.body_text), clean_text(message.body_html), _snippet(message.body_text),
-            message.sent_at, message.received_at, message.in_reply_to[:512], list(message.references),
+            message.sent_at, message.received_at, message.in_reply_to, list(message.references),
             list(message.labels), message.delivery_status, message.raw_size, message.is_read, message.is_starred,
             list(message.warnings), now, now,
         ))
@@ -361,16 +370,15 @@ def _create(account: Account, messages: list[ParsedMessage]) -> list[int]:
         for role, address in message.participants():
             resolution = resolutions.get(address.value)
             participants.append((
-                communication_id, role, address.kind.value, address.value[:320],
-                clean_text(address.display_name)[:200],
+                communication_id, role, address.kind.value, address.value, clean_text(address.display_name),
                 resolution.contact_id if resolution else None, resolution.company_id if resolution else None,
                 address.value in own,
             ))
     bulk_insert(Participant, _PARTICIPANT_FIELDS, participants, returning=False)
 
     bulk_insert(Attachment, _ATTACHMENT_FIELDS, [
-        (ids[message_index], clean_text(parsed.filename)[:255], parsed.content_type[:255], size, sha256,
-         parsed.content_id[:255], parsed.inline, stored_name)
+        (ids[message_index], clean_text(parsed.filename), parsed.content_type, size, sha256,
+         parsed.content_id, parsed.inline, stored_name)
         for (message_index, parsed), (stored_name, sha256, size) in zip(owners, storing.result(), strict=True)
     ], returning=False)
     return ids

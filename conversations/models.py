@@ -24,7 +24,13 @@ class Conversation(models.Model):
         indexes = [models.Index(fields=["-last_message_at"]), models.Index(fields=["channel", "-last_message_at"])]
 
     def __str__(self) -> str:
-        return self.subject or f"Conversation #{self.pk}"
+        # No subject: __str__ shows up wherever the admin names an object (raw-id labels, the
+        # action log, delete confirmations), also to staff who may not read the content.
+        return f"Conversation #{self.pk}"
+
+    @property
+    def title(self) -> str:
+        return self.subject or str(self)
 
 
 class ThreadKey(models.Model):
@@ -78,6 +84,7 @@ class Communication(models.Model):
 
     class Meta:
         ordering = ["-sent_at", "-id"]
+        permissions = [("view_all_content", "Can read the content of every user's communications")]
         constraints = [
             models.UniqueConstraint(fields=["account", "provider_message_id"], name="communication_unique_provider_id")
         ]
@@ -90,6 +97,11 @@ class Communication(models.Model):
         ]
 
     def __str__(self) -> str:
+        # Content-free, as Conversation.__str__; ``title`` is for readers allowed the content.
+        return f"{self.channel or 'message'} #{self.pk}"
+
+    @property
+    def title(self) -> str:
         return self.subject or self.snippet[:60] or self.provider_message_id
 
 

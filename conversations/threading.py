@@ -15,23 +15,24 @@ _KEY_LIMIT = 255
 _REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|sv|vs|antw|tr|rv|réf)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
-def _fit(key: str) -> str:
+def fit_key(key: str) -> str:
+    """The key itself if it fits a 255-character column, else a prefix plus its sha256: still unique."""
     if len(key) <= _KEY_LIMIT:
         return key
     return f"{key[:190]}#{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def thread_key(account_id: int, provider_thread_id: str) -> str:
-    return _fit(f"thread:{account_id}:{provider_thread_id}")
+    return fit_key(f"thread:{account_id}:{provider_thread_id}")
 
 
 def rfc_key(message_id: str) -> str:
-    return _fit(f"rfc:{message_id}")
+    return fit_key(f"rfc:{message_id}")
 
 
 def sms_key(message: ParsedMessage) -> str:
     values = sorted({address.value for _role, address in message.participants()})
-    return _fit("sms:" + "|".join(values))
+    return fit_key("sms:" + "|".join(values))
 
 
 def candidate_keys(account_id: int, message: ParsedMessage) -> list[list[str]]:

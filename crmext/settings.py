@@ -194,6 +194,8 @@ CRM_IGNORED_SENDER_PATTERNS = env.list(
         r"^notifications?@",
     ],
 )
+# Participants of one message that may create contacts (and companies); the rest only match.
+CRM_MAX_CONTACTS_PER_MESSAGE = env.int("CRM_MAX_CONTACTS_PER_MESSAGE", default=50, minimum=0)
 CRM_DEFAULT_PHONE_REGION = env.str("CRM_DEFAULT_PHONE_REGION", default="US")
 ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=25 * 1024 * 1024, minimum=0)
 # A message bigger than this is never parsed whole: providers fetch or read its headers only
@@ -202,6 +204,8 @@ MESSAGE_MAX_BYTES = env.int("MESSAGE_MAX_BYTES", default=50 * 1024 * 1024, minim
 # Bytes of raw messages one fetched page may hold (every provider); the engine keeps at most
 # two pages in memory (the one being stored and the one being fetched).
 PAGE_MAX_BYTES = env.int("PAGE_MAX_BYTES", default=32 * 1024 * 1024, minimum=1024 * 1024)
+# A message that cannot be stored is quarantined with a JSON copy of at most this many bytes.
+QUARANTINE_COPY_MAX_BYTES = env.int("QUARANTINE_COPY_MAX_BYTES", default=2 * 1024 * 1024, minimum=0)
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=500, minimum=1)
 
 # conversations stores communications per connected account without importing the

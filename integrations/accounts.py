@@ -17,16 +17,26 @@ def check_credentials(account: ProviderAccount) -> None:
         provider.authenticate()
 
 
+# What connecting or reconnecting may write. Never the claim, cursor or backfill position: a
+# sync may be running, and a full save() from this (older) copy would overwrite its progress.
+_CONNECTION_FIELDS = ["owner", "provider", "display_name", "external_address", "config", "credentials", "status",
+                      "last_error", "consecutive_failures", "next_sync_at", "updated_at"]
+
+
 @transaction.atomic
 def save_credentials(account: ProviderAccount, credentials: dict[str, Any]) -> ProviderAccount:
-    """Stores new credentials; an account waiting for re-authentication becomes syncable again."""
+    """Stores new credentials (with any new connection settings already set on ``account``).
+
+    An account waiting for re-authentication becomes syncable again. Safe while a sync
+    of the account runs: only connection fields are written.
+    """
     account.credentials = credentials
     if account.status in (ProviderAccount.Status.REAUTH_REQUIRED, ProviderAccount.Status.ERROR):
         account.status = ProviderAccount.Status.CONNECTED
         account.last_error = ""
     account.consecutive_failures = 0
     account.next_sync_at = timezone.now()
-    account.save()
+    account.save(update_fields=None if account.pk is None else _CONNECTION_FIELDS)
     return account
 
 

@@ -5,8 +5,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from crmext.pagination import EstimatedCountPaginator
+from conversations.admin import with_content_visibility
+from conversations.permissions import HIDDEN
 from integrations.accounts import enable_accounts
-from integrations.models import ProviderAccount, SyncRun
+from integrations.models import ProviderAccount, QuarantinedMessage, SyncRun
+from integrations.quarantine import retry
 from integrations.tasks import enqueue_sync
 
 
@@ -39,6 +42,21 @@ class ProviderAccountAdmin(admin.ModelAdmin):
               "consecutive_resyncs", "sync_cursor", "backfill_state", "created_at", "updated_at"]
     inlines = [SyncRunInline]
     actions = ["sync_now", "enable"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ProviderAccount | None = None) -> list[str]:
+        # Connection settings (host, port, security, username, path) are never edited here: a
+        # staff user could otherwise send the owner's stored password to a server of theirs, or
+        # import any file the server can read. The owner reconnects through the app instead.
+        readonly = list(self.readonly_fields)
+        return readonly if obj is None else [*readonly, "owner", "provider", "config"]
+
+    def save_model(self, request: HttpRequest, obj: ProviderAccount, form, change: bool) -> None:  # type: ignore[no-untyped-def]
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # Only what the form changed: a full save from this page would overwrite the claim,
+        # cursor and backfill position of a sync running meanwhile.
+        obj.save(update_fields=[*form.changed_data, "updated_at"])
 
     @admin.action(description="Re-enable (after fixing what disabled it)", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[ProviderAccount]) -> None:
@@ -81,3 +99,48 @@ class SyncRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(QuarantinedMessage)
+class QuarantinedMessageAdmin(admin.ModelAdmin):
+    """Messages that failed to store. Read-only; "Retry" stores them again once the cause is fixed."""
+
+    list_display = ["provider_message_id", "account", "summary", "short_reason", "attempts", "truncated",
+                    "last_attempt_at"]
+    list_filter = ["truncated", "account__provider"]
+    list_select_related = ["account"]
+    search_fields = ["=provider_message_id", "=ref", "account__display_name", "account__external_address"]
+    raw_id_fields = ["account"]
+    fields = ["account", "provider_message_id", "ref", "summary", "reason", "raw_size", "truncated", "attempts",
+              "created_at", "last_attempt_at"]
+    readonly_fields = fields
+    actions = ["retry_selected"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description="Retry storing the selected messages", permissions=["view"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[QuarantinedMessage]) -> None:
+        stored, failing = retry(queryset.select_related("account", "account__owner"))
+        if stored:
+            self.message_user(request, f"Stored {stored} message(s); they left the quarantine.", messages.SUCCESS)
+        if failing:
+            self.message_user(request, f"{failing} message(s) still fail to store; see their reason.", messages.WARNING)
+
+    @admin.display(description="Message")
+    def summary(self, obj: QuarantinedMessage) -> str:
+        # The copy is the message itself: its sender and subject show only to readers of its content.
+        if not getattr(obj, "content_visible", False):
+            return HIDDEN
+        sender = (obj.copy.get("sender") or {}).get("value", "")
+        return f"{sender}: {obj.copy.get('subject') or '(no subject)'}"[:200]
+
+    @admin.display(description="Reason")
+    def short_reason(self, obj: QuarantinedMessage) -> str:
+        return obj.reason[:120]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[QuarantinedMessage]:
+        return with_content_visibility(super().get_queryset(request), request, "account__owner_id")

@@ -13,8 +13,20 @@ def default_sync_interval() -> int:
     return settings.SYNC_DEFAULT_INTERVAL_SECONDS
 
 
+# The config keys that say where credentials are sent (or what is read). Changing any of them
+# forgets the stored credentials: otherwise whoever can edit the config (a staff user, an API
+# client) could point the account at a server of theirs and have the next sync send it the
+# owner's password.
+CONNECTION_KEYS = ("host", "port", "security", "username", "path")
+
+
 class ProviderAccount(models.Model):
-    """One connected mailbox / phone number / import of one user."""
+    """One connected mailbox / phone number / import of one user.
+
+    Saving a change of the connection settings (CONNECTION_KEYS of ``config``) without
+    new credentials in the same save clears the credentials and sets reauth_required:
+    whatever path the change takes (admin, command, API), the owner must enter them again.
+    """
 
     class Status(models.TextChoices):
         CONNECTED = "connected", "Connected"
@@ -59,6 +71,44 @@ class ProviderAccount(models.Model):
 
     def __str__(self) -> str:
         return self.display_name or self.external_address or f"{self.get_provider_display()} #{self.pk}"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
+        instance = super().from_db(db, field_names, values)
+        loaded = instance.__dict__
+        if "config" in loaded and "credentials" in loaded:
+            instance._loaded_connection = instance.connection_settings()
+            # Identity, not equality: assigning credentials (even the same password again) is
+            # supplying them; only untouched ones are forgotten when the connection changes.
+            instance._loaded_credentials = instance.credentials
+        return instance
+
+    def connection_settings(self) -> dict[str, object]:
+        config = self.config if isinstance(self.config, dict) else {}
+        return {key: config.get(key) for key in CONNECTION_KEYS}
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        loaded = getattr(self, "_loaded_connection", None)
+        if (
+            loaded is not None
+            and loaded != self.connection_settings()
+            and self.credentials
+            and self.credentials is self._loaded_credentials
+        ):
+            changed = sorted(k for k, v in self.connection_settings().items() if loaded.get(k) != v)
+            self.credentials = {}
+            self.status = self.Status.REAUTH_REQUIRED
+            self.next_sync_at = None
+            self.last_error = (
+                f"The connection settings changed ({', '.join(changed)}), so the stored credentials were "
+                "removed. Reconnect the account (enter the password or sign in again) to resume syncing."
+            )
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "credentials", "status", "next_sync_at",
+                                           "last_error"}
+        super().save(*args, **kwargs)
+        self._loaded_connection = self.connection_settings()
+        self._loaded_credentials = self.credentials
 
     def own_addresses(self) -> set[str]:
         """The owner's own addresses: never turned into contacts, and they mark outbound mail."""
@@ -105,3 +155,32 @@ class SyncRun(models.Model):
     @property
     def duration(self):  # type: ignore[no-untyped-def]
         return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+class QuarantinedMessage(models.Model):
+    """A message that could not be stored. The rest of its batch was, and the sync moved on.
+
+    ``copy`` is the parsed message as JSON (message_to_json, capped by
+    QUARANTINE_COPY_MAX_BYTES; ``truncated`` says it was cut) and ``ref`` where the
+    provider keeps the original. "Retry" in the admin stores the copy again.
+    """
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="quarantined_messages")
+    provider_message_id = models.CharField(max_length=255)
+    ref = models.CharField(max_length=255, blank=True, help_text="Where the provider keeps the original.")
+    reason = models.TextField()
+    copy = models.JSONField(default=dict, blank=True)
+    truncated = models.BooleanField(default=False, help_text="The copy was cut to the size cap.")
+    raw_size = models.PositiveBigIntegerField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-last_attempt_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "provider_message_id"], name="quarantine_unique_message")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_message_id} of {self.account}"

@@ -25,7 +25,6 @@ from conversations.ingest import (
     mark_deleted,
     remove_ref_ranges,
     remove_refs,
-    store_batch,
 )
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.base import (
@@ -39,6 +38,7 @@ from integrations.providers.base import (
     RateLimited,
 )
 from integrations.providers.registry import provider_class
+from integrations.quarantine import store_or_quarantine
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ class _Sync:
         self.progress = progress
         self.totals = BatchResult()
         self.fetched = 0
+        self.failed = 0
         self.run_row: SyncRun | None = None
         self.provider: MessageProvider | None = None
 
@@ -255,7 +256,11 @@ class _Sync:
     def _store(self, batch: Batch) -> None:
         assert self.provider is not None
         merge = Capability.FOLDER_LABELS in self.provider.capabilities
-        result = store_batch(self.account, batch.messages, merge_labels=merge)
+        # A message that cannot be stored is quarantined: the rest of the batch is stored and
+        # the cursor advances, so one poison message never stalls the mailbox.
+        stored = store_or_quarantine(self.account, batch.messages, merge_labels=merge)
+        result = stored.result
+        self.failed += stored.quarantined
         if batch.updates:
             result.updated += apply_updates(
                 self.account, [(u.ref, u.is_read, u.is_starred) for u in batch.updates]
@@ -274,11 +279,11 @@ class _Sync:
     def _report(self, batch: Batch) -> None:
         assert self.run_row is not None and self.provider is not None
         run = self.run_row
-        run.fetched, run.created, run.updated, run.skipped = (
-            self.fetched, self.totals.created, self.totals.updated, self.totals.skipped
+        run.fetched, run.created, run.updated, run.skipped, run.failed = (
+            self.fetched, self.totals.created, self.totals.updated, self.totals.skipped, self.failed
         )
         run.api_calls = self.provider.api_calls
-        run.save(update_fields=["fetched", "created", "updated", "skipped", "api_calls"])
+        run.save(update_fields=["fetched", "created", "updated", "skipped", "failed", "api_calls"])
         if self.progress is not None:
             done, total = batch.progress if batch.progress else (self.fetched, None)
             self.progress(done, total)
@@ -286,15 +291,18 @@ class _Sync:
     # --- outcome -------------------------------------------------------------------------
 
     def _summary(self) -> str:
-        return (f"{self.fetched} fetched, {self.totals.created} created, {self.totals.updated} updated, "
-                f"{self.totals.skipped} unchanged")
+        summary = (f"{self.fetched} fetched, {self.totals.created} created, {self.totals.updated} updated, "
+                   f"{self.totals.skipped} unchanged")
+        if self.failed:
+            summary += f", {self.failed} quarantined (could not be stored; see Quarantined messages)"
+        return summary
 
     def _finish(self, status: str, error: str) -> None:
         assert self.run_row is not None
         run = self.run_row
         run.status, run.error, run.finished_at = status, error[:4000], timezone.now()
-        run.fetched, run.created, run.updated, run.skipped = (
-            self.fetched, self.totals.created, self.totals.updated, self.totals.skipped
+        run.fetched, run.created, run.updated, run.skipped, run.failed = (
+            self.fetched, self.totals.created, self.totals.updated, self.totals.skipped, self.failed
         )
         if self.provider is not None:
             run.api_calls = self.provider.api_calls
