@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import tempfile
+from pathlib import Path
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 
 from conversations.messages import ParsedAttachment
 from conversations.models import Attachment
@@ -44,11 +47,51 @@ def _content(attachment: ParsedAttachment, limit: int) -> bytes | None:
 _writers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="attachment-writer")
 
 
+def _holds(name: str, sha256: str, size: int) -> bool:
+    """True if the stored file is this content: a file left half-written must not be reused."""
+    try:
+        if default_storage.size(name) != size:
+            return False
+        digest = hashlib.sha256()
+        with default_storage.open(name, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest() == sha256
+    except OSError:
+        return False
+
+
 def _write(sha256: str, content: bytes) -> str:
     name = storage_name(sha256)
     if default_storage.exists(name):
-        return name
+        if _holds(name, sha256, len(content)):
+            return name
+        logger.warning("Stored attachment %s does not match its checksum (a write cut short?): rewriting", name)
+        default_storage.delete(name)
+    if isinstance(default_storage, FileSystemStorage):
+        return _write_atomically(name, content)
+    # Object stores (S3 and the like) publish an upload whole or not at all.
     return default_storage.save(name, ContentFile(content))
+
+
+def _write_atomically(name: str, content: bytes) -> str:
+    """Writes to a temporary name beside the target, then renames: a killed worker leaves no
+    half file under the content's name (rename within a directory is atomic on POSIX)."""
+    path = Path(default_storage.path(name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as handle:
+        try:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:
+            os.unlink(handle.name)
+            raise
+    mode = default_storage.file_permissions_mode  # FILE_UPLOAD_PERMISSIONS, as save() would apply
+    if mode is not None:
+        os.chmod(handle.name, mode)
+    os.replace(handle.name, path)
+    return name
 
 
 class StoringContents:

@@ -93,7 +93,11 @@ def _copy_insert(
             columns = [meta.pk.column, *columns]
             json_positions = [position + 1 for position in json_positions]
             rows = [(new_id, *row) for new_id, row in zip(ids, rows, strict=True)]
-        with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({', '.join(map(quote, columns))}) FROM STDIN") as copy:
+        # COPY goes past Django's cursor wrapper: wrap its errors as every other query's are
+        # (IntegrityError, DataError, OperationalError...), so callers can tell them apart.
+        with connection.wrap_database_errors, cursor.cursor.copy(
+            f"COPY {quote(meta.db_table)} ({', '.join(map(quote, columns))}) FROM STDIN"
+        ) as copy:
             for row in rows:
                 if json_positions:
                     row = list(row)

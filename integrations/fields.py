@@ -37,7 +37,11 @@ class EncryptedJSONField(EncryptedFieldMixin, models.TextField):
     def to_python(self, value: Any) -> Any:
         if isinstance(value, dict) or value is None:
             return value or {}
-        return json.loads(value)
+        # loaddata hands back what value_to_string wrote: the encrypted token, not JSON.
+        try:
+            return json.loads(self.f.decrypt(value.encode()))
+        except InvalidToken:
+            return json.loads(value)
 
     def value_to_string(self, obj: models.Model) -> str:
         # Serialisation (dumpdata) must not leak the secret in clear text.

@@ -78,7 +78,10 @@ def _store_halves(account: ProviderAccount, messages: list[ParsedMessage], merge
 
 
 def _reason(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:2000]
+    # The first line only: PostgreSQL's DETAIL and CONTEXT lines quote the failing row, which
+    # is the message's content, and the reason shows to staff who may not read content.
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:500]
 
 
 def quarantine(account: ProviderAccount, message: ParsedMessage, error: BaseException) -> QuarantinedMessage:
@@ -90,7 +93,8 @@ def quarantine(account: ProviderAccount, message: ParsedMessage, error: BaseExce
     item, created = QuarantinedMessage.objects.get_or_create(
         account=account, provider_message_id=provider_id,
         defaults={"ref": fit_key(message.ref), "reason": _reason(error), "copy": copy, "truncated": truncated,
-                  "raw_size": message.raw_size},
+                  # The record must store whatever broke the message itself.
+                  "raw_size": message.raw_size if (message.raw_size or 0) >= 0 else None},
     )
     if not created:
         item.reason, item.copy, item.truncated = _reason(error), copy, truncated
