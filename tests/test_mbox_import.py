@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import io
+import os
+import time
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
-import integrations.sync as sync_module
+import integrations.quarantine as quarantine_module
 from conversations.models import Communication, Conversation
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.mbox import MboxProvider, iter_mbox
@@ -38,6 +40,13 @@ def write_mbox(path: Path, messages: list[bytes]) -> Path:
             escaped = b"\n".join(b">" + line if line.startswith(b"From ") or line.startswith(b">From ") else line
                                  for line in raw.split(b"\n"))
             handle.write(escaped.rstrip(b"\n") + b"\n\n")
+    return age(path)
+
+
+def age(path: Path, seconds: float = 60) -> Path:
+    """Dates ``path`` back: a file written and left alone, whose last message counts as complete."""
+    past = time.time() - seconds
+    os.utime(path, (past, past))
     return path
 
 
@@ -84,7 +93,9 @@ def test_import_stores_everything_with_takeout_labels_and_threads(account, tmp_p
     assert threaded.count() == 3 and len({c.conversation_id for c in threaded}) == 1
     assert Conversation.objects.count() == 8
     account.refresh_from_db()
-    assert account.sync_cursor == {"offset": path.stat().st_size, "size": path.stat().st_size}
+    assert account.sync_cursor["offset"] == path.stat().st_size
+    assert account.sync_cursor["file"] == {"path": str(path.resolve()), "device": path.stat().st_dev,
+                                           "inode": path.stat().st_ino}
     assert account.backfill_state is None
 
 
@@ -102,6 +113,7 @@ def test_appended_mail_is_picked_up_by_the_next_delta(account, tmp_path, import_
     import_mbox(account, path)
     with open(path, "ab") as handle:
         handle.write(b"From x Mon Nov  2 10:00:00 2026\n" + _message(99) + b"\n")
+    age(path)
     run = import_mbox(account, path)
     assert (run.kind, run.fetched, run.created) == ("delta", 1, 1)
     assert Communication.objects.count() == 4
@@ -109,7 +121,7 @@ def test_appended_mail_is_picked_up_by_the_next_delta(account, tmp_path, import_
 
 def test_interrupted_import_resumes_where_it_stopped(account, tmp_path, monkeypatch, import_mbox):
     path = write_mbox(tmp_path / "a.mbox", [_message(i) for i in range(10)])
-    real_store = sync_module.store_batch
+    real_store = quarantine_module.store_batch
     calls = {"n": 0}
 
     def crash_on_third_batch(acc, batch, **kwargs):
@@ -118,7 +130,7 @@ def test_interrupted_import_resumes_where_it_stopped(account, tmp_path, monkeypa
             raise KeyboardInterrupt
         return real_store(acc, batch, **kwargs)
 
-    monkeypatch.setattr(sync_module, "store_batch", crash_on_third_batch)
+    monkeypatch.setattr(quarantine_module, "store_batch", crash_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
         import_mbox(account, path, batch_size=3)
     assert Communication.objects.count() == 6
@@ -127,7 +139,7 @@ def test_interrupted_import_resumes_where_it_stopped(account, tmp_path, monkeypa
     account.refresh_from_db()
     assert account.claim_token == "" and account.backfill_state["page_token"]["offset"] > 0
 
-    monkeypatch.setattr(sync_module, "store_batch", real_store)
+    monkeypatch.setattr(quarantine_module, "store_batch", real_store)
     run = import_mbox(account, path, batch_size=3)
     assert (run.fetched, run.created, run.skipped) == (4, 4, 0)
     assert Communication.objects.count() == 10
@@ -157,7 +169,7 @@ def test_command_reports_a_failed_import(user, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(sync_module, "store_batch", broken)
+    monkeypatch.setattr(MboxProvider, "fetch_initial", broken)
     with pytest.raises(CommandError, match="did not complete: Internal error \\(OSError\\)"):
         call_command("import_mbox", str(path), "--owner", "alice", stdout=io.StringIO(), stderr=io.StringIO())
 

@@ -1,6 +1,8 @@
 """Mbox harness for the provider contract suite: a file the test appends to."""
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,12 @@ class MboxHarness:
         with open(self.path, "ab") as handle:
             for raw in raws:
                 handle.write(b"From MAILER-DAEMON Mon Nov  2 10:00:00 2026\n" + raw.replace(b"\r\n", b"\n") + b"\n")
+        self.age()
+
+    def age(self) -> None:
+        """Dates the file a minute back: written and left alone, so its last message counts as complete."""
+        past = time.time() - 60
+        os.utime(self.path, (past, past))
 
     def add_malformed(self) -> None:
         self.append_raw([b"Subject: =?bogus?Q?x?=\nFrom: ;;;@@@\nDate: yesterday-ish\n\n\xff\xfe garbage\n"])
