@@ -130,3 +130,58 @@ def test_env_example_lists_every_variable_the_project_reads():
     listed = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     assert len(read) > 20
     assert read - listed == set()
+
+
+def _env_without(*names: str, **values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env.update(values)
+    return env
+
+
+def test_debug_is_off_unless_asked_for():
+    # No DEBUG at all: production mode, which needs real secrets to start.
+    env = _env_without("DEBUG", "SECRET_KEY", "SALT_KEY")
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.parametrize("weak", ["short", "django-insecure-" + "x" * 60, "ab" * 40])
+def test_production_refuses_a_weak_secret_key(weak):
+    env = _env_without("DEBUG", SECRET_KEY=weak, SALT_KEY="salt")
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "SECRET_KEY is too weak" in result.stderr
+    assert weak not in result.stderr  # the key itself is never echoed
+
+
+def test_deploy_check_passes_clean_with_production_settings():
+    import secrets
+
+    env = _env_without("DEBUG", SECRET_KEY=secrets.token_urlsafe(50), SALT_KEY="salt")
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "no issues (0 silenced)" in result.stdout
+
+
+def test_production_settings_turn_on_https_protections():
+    import secrets
+
+    env = _env_without("DEBUG", SECRET_KEY=secrets.token_urlsafe(50), SALT_KEY="salt")
+    code = ("from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+            "s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS > 0)")
+    result = subprocess.run([sys.executable, "manage.py", "shell", "-v", "0", "-c", code], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    assert result.stdout.split() == ["True", "True", "True", "True"], result.stderr
+
+
+def test_development_key_files_are_private_and_agreed_on_by_racing_processes(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crmext import settings as project_settings
+
+    monkeypatch.setattr(project_settings, "VAR_DIR", tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: project_settings._local_secret("secret_key"), range(16)))
+    assert len(keys) == 1 and len(keys.pop()) >= 50
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no scratch files left
