@@ -36,6 +36,7 @@ def main() -> None:
         admin.execute(f"CREATE DATABASE {DATABASE}")
     os.environ["DATABASE_URL"] = admin_url.rsplit("/", 1)[0] + f"/{DATABASE}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crmext.settings")
+    os.environ.setdefault("DEBUG", "true")  # development secrets; settings.DEBUG is turned off below
     try:
         run(args.n)
     finally:

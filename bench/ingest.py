@@ -417,6 +417,10 @@ def child_environment(database: str, workdir: Path, pg_database: str) -> dict[st
     env = dict(os.environ)
     env["MEDIA_ROOT"] = str(workdir / "media")
     env.setdefault("LOG_LEVEL", "WARNING")
+    # Development secrets (var/) to start with; children turn settings.DEBUG off themselves.
+    env.setdefault("DEBUG", "true")
+    # The benchmarks' IMAP server is a private Dovecot on loopback, without TLS.
+    env.setdefault("ALLOW_INSECURE_IMAP", "true")
     env.pop("DJANGO_SETTINGS_MODULE", None)
     if database == "sqlite":
         env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
