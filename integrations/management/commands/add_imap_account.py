@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from integrations.accounts import check_credentials, save_credentials
 from integrations.models import ProviderAccount
 from integrations.providers.base import ProviderError
-from integrations.providers.imap import SECURITY_CHOICES
+from integrations.providers.imap import SECURITY_CHOICES, insecure_refusal
 
 
 class Command(BaseCommand):
@@ -37,6 +37,9 @@ class Command(BaseCommand):
         owner = get_user_model().objects.filter(username=options["owner"]).first()
         if owner is None:
             raise CommandError(f"No user named {options['owner']!r}")
+        refusal = insecure_refusal(options["host"], options["security"])
+        if refusal:  # before the password is even asked for
+            raise CommandError(f"{refusal} Nothing saved.")
         password = self._password(options["password_stdin"])
         if not password:
             raise CommandError("An empty password was given")
