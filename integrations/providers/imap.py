@@ -21,7 +21,7 @@ import datetime as dt
 import ipaddress
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -115,7 +115,9 @@ class ImapProvider(MessageProvider):
     display_name = "IMAP mailbox"
     capabilities = frozenset({Capability.EMAIL, Capability.FLAGS, Capability.DELETIONS, Capability.FOLDER_LABELS})
     page_size = 500  # pages are also capped by bytes (settings.PAGE_MAX_BYTES)
-    changes_window = 5_000  # messages whose flag changes one CHANGEDSINCE fetch may return
+    # Messages one CHANGEDSINCE fetch may cover (parsed, about 30 MB at most), and the flag
+    # updates one batch collects before the rest of a scan goes to the next call.
+    changes_window = 50_000
 
     def __init__(self, account: Any) -> None:
         super().__init__(account)
@@ -209,40 +211,41 @@ class ImapProvider(MessageProvider):
     def _login(self, client: IMAPClient) -> None:
         """Logs in; every failure is a ProviderError whose text holds no credential."""
         credentials = self.account.credentials
-        if credentials.get("access_token"):
-            with self._errors("logging in"):
-                client.oauth2_login(self.username, credentials["access_token"])
-                self.api_calls += 1
-            return
-        password = credentials.get("password")
-        if not password:
+        token, password = credentials.get("access_token"), credentials.get("password")
+        login: Callable[[], object]
+        if token:
+            login = lambda: client.oauth2_login(self.username, token)  # noqa: E731
+        elif password:
+            login = self._password_login(client, password)
+        else:
             raise AuthError("No IMAP password or token is stored for this account.", permanent=True)
-        encoded = _utf8(password)
-        username = _utf8(self.username)
-        if encoded is None or username is None or b"\0" in encoded or b"\0" in username:
-            # No UTF-8 for it (a lone surrogate), or a NUL that SASL PLAIN cannot carry.
+        failure = ""
+        try:
+            with self._errors("logging in"):
+                login()
+                self.api_calls += 1
+        except ProviderError:
+            raise
+        except Exception as error:  # anything else imaplib may raise mid-login: its text may hold the secret
+            failure = type(error).__name__
+        if failure:
+            raise AuthError(f"Logging in to {self.host} as {self.username} failed ({failure}).", permanent=True)
+
+    def _password_login(self, client: IMAPClient, password: str) -> Callable[[], object]:
+        """UTF-8 AUTHENTICATE PLAIN (RFC 4616) when offered: imaplib's LOGIN encodes as ASCII."""
+        secret, username = _utf8(password), _utf8(self.username)
+        if secret is None or username is None or b"\0" in secret or b"\0" in username:
+            # No UTF-8 for it (a lone surrogate), or a NUL, which SASL PLAIN cannot carry.
             raise AuthError("The stored IMAP password (or username) has characters that cannot be sent to a "
                             "server; enter it again.", permanent=True)
         with self._errors("connecting"):
             offers_plain = b"AUTH=PLAIN" in client.capabilities()
-        if not offers_plain and not (encoded.isascii() and username.isascii()):
-            raise AuthError(f"The IMAP server {self.host} does not offer AUTHENTICATE PLAIN, which a password or "
-                            "username with non-ASCII characters needs (LOGIN is ASCII only).", permanent=True)
-        failure = ""
-        try:
-            with self._errors("logging in"):
-                if offers_plain:
-                    # RFC 4616 in UTF-8; imaplib's LOGIN would encode the password as ASCII.
-                    client.sasl_login("PLAIN", _OneResponse(b"\0" + username + b"\0" + encoded))
-                else:
-                    client.login(self.username, password)
-                self.api_calls += 1
-        except ProviderError:
-            raise
-        except Exception as error:  # anything else imaplib may raise mid-login; its text is not shown
-            failure = type(error).__name__
-        if failure:
-            raise AuthError(f"Logging in to {self.host} as {self.username} failed ({failure}).", permanent=True)
+        if offers_plain:
+            return lambda: client.sasl_login("PLAIN", _OneResponse(b"\0" + username + b"\0" + secret))
+        if secret.isascii() and username.isascii():
+            return lambda: client.login(self.username, password)
+        raise AuthError(f"The IMAP server {self.host} does not offer AUTHENTICATE PLAIN, which a password or "
+                        "username with non-ASCII characters needs (LOGIN is ASCII only).", permanent=True)
 
     def close(self) -> None:
         if self.client is not None:
@@ -506,20 +509,39 @@ class ImapProvider(MessageProvider):
         return batch
 
     def _changes_since(self, folder: str, state: FolderState, exists: int, batch: Batch) -> bool:
-        """Flag changes (CONDSTORE) and, with QRESYNC, expunges since the stored HIGHESTMODSEQ,
-        for the next window of at most ``changes_window`` messages from ``state.changes_from``:
-        "mark all as read" on a million messages must not come back as one answer. Moves
-        ``state.changes_from`` on; True when the window reached ``state.last_uid``."""
-        start = max(1, state.changes_from)
-        if state.last_uid < start:
-            return True
+        """Flag changes (CONDSTORE) and, with QRESYNC, expunges since the stored HIGHESTMODSEQ.
+
+        Read in UID windows of at most ``changes_window`` messages, from ``state.changes_from``
+        on, until the window reaching ``state.last_uid`` (True) or until ``changes_window``
+        updates are collected (False; ``state.changes_from`` says where to go on): "mark all
+        as read" on a million messages must not come back as one answer or one batch.
+        """
+        start, first_seq = max(1, state.changes_from), None
+        collected = len(batch.updates)
         with self._errors(f"reading changes in {folder}"):
-            end = self._window_end(start, state.last_uid, exists)
-            modifiers = [f"CHANGEDSINCE {state.highestmodseq}"] + (["VANISHED"] if self.qresync else [])
-            client = self._client()
-            changed = _fetch_range(client, f"{start}:{end}", "FLAGS", modifiers)
-            self.api_calls += 1
-            vanished = client._imap.untagged_responses.pop("VANISHED", [])  # noqa: SLF001  imapclient does not parse it
+            while start <= state.last_uid:
+                if len(batch.updates) - collected >= self.changes_window:
+                    state.changes_from = start
+                    return False
+                end, next_seq = state.last_uid, None
+                if exists > self.changes_window:
+                    if first_seq is None:
+                        first_seq = 1 if start == 1 else self._seq_after(start - 1, exists)
+                    last_seq = first_seq + self.changes_window - 1
+                    uid = self._uids_at([last_seq]).get(last_seq) if last_seq < exists else None
+                    if uid is not None:
+                        end, next_seq = max(start, min(uid, state.last_uid)), last_seq + 1
+                self._read_changes(folder, state, start, end, batch)
+                start, first_seq = end + 1, next_seq
+        state.changes_from = 0
+        return True
+
+    def _read_changes(self, folder: str, state: FolderState, start: int, end: int, batch: Batch) -> None:
+        modifiers = [f"CHANGEDSINCE {state.highestmodseq}"] + (["VANISHED"] if self.qresync else [])
+        client = self._client()
+        changed = _fetch_range(client, f"{start}:{end}", "FLAGS", modifiers)
+        self.api_calls += 1
+        vanished = client._imap.untagged_responses.pop("VANISHED", [])  # noqa: SLF001  imapclient does not parse it
         for uid, data in changed.items():
             if start <= uid <= end and b"FLAGS" in data:
                 flags = data[b"FLAGS"]
@@ -528,20 +550,6 @@ class ImapProvider(MessageProvider):
         prefix = f"{folder}:{state.uidvalidity}:"
         batch.deleted_ref_ranges += [RefRange(prefix, first, last)
                                      for first, last in _parse_vanished(vanished, state.last_uid)]
-        state.changes_from = end + 1
-        return end >= state.last_uid
-
-    def _window_end(self, start: int, last_uid: int, exists: int) -> int:
-        """The UID that ends a window of at most ``changes_window`` messages from UID ``start``,
-        found by sequence numbers (one FETCH when the previous window's last UID still exists)."""
-        if exists <= self.changes_window:
-            return last_uid
-        first_seq = 1 if start <= 1 else self._seq_after(start - 1, exists)
-        last_seq = first_seq + self.changes_window - 1
-        if last_seq >= exists:
-            return last_uid
-        uid = self._uids_at([last_seq]).get(last_seq)
-        return last_uid if uid is None else max(start, min(uid, last_uid))
 
     def _seq_after(self, uid: int, exists: int) -> int:
         """The sequence number of the first message with a UID above ``uid`` (exists + 1 if none)."""

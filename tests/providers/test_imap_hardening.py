@@ -13,7 +13,6 @@ import io
 import re
 import socket
 import sys
-import threading
 import time
 import traceback
 import uuid
@@ -284,11 +283,15 @@ def test_flag_changes_of_a_large_folder_arrive_in_bounded_batches(imap_user, use
         client.add_flags(uids, [SEEN])  # "mark all as read"
     monkeypatch.setattr(ImapProvider, "changes_window", 8)
 
-    def expunge_some(i: int) -> None:  # between two batches, earlier messages disappear
+    expunged = [*uids[:3], uids[15]]
+
+    def expunge_some(i: int) -> None:
+        # After two windows of 8: earlier messages disappear, the last one read among them,
+        # so the next window is found by sequence number again.
         if i == 1:
             with imap_user.client() as client:
                 client.select_folder("INBOX")
-                client.delete_messages(uids[:3])
+                client.delete_messages(expunged)
                 client.expunge()
 
     batches = deltas(account, cursor, between=expunge_some)
@@ -296,9 +299,31 @@ def test_flag_changes_of_a_large_folder_arrive_in_bounded_batches(imap_user, use
     assert len(batches) >= 5
     assert all(len(batch.updates) <= 8 for batch in batches)
     read = {update.ref.rsplit(":", 1)[1] for batch in batches for update in batch.updates if update.is_read}
-    assert {int(uid) for uid in read} >= set(uids[3:])  # every message still there was reported read
+    assert {int(uid) for uid in read} >= set(uids) - set(expunged)  # every message still there was reported
     final = batches[-1].new_cursor["folders"]["INBOX"]
     assert final["highestmodseq"] > cursor["folders"]["INBOX"]["highestmodseq"]
+
+
+def test_few_changes_in_a_large_folder_are_read_window_by_window_in_one_batch(imap_user, user, monkeypatch):
+    uids = append(imap_user, [make_raw() for _ in range(40)])
+    account = make_account(imap_user, user)
+    assert sync_account(account.pk).status == "succeeded"
+    account.refresh_from_db()
+    with imap_user.client() as client:
+        client.select_folder("INBOX")
+        client.add_flags([uids[2], uids[20], uids[39]], [SEEN])
+        client.delete_messages([uids[10], uids[30]])
+        client.expunge()
+    monkeypatch.setattr(ImapProvider, "changes_window", 8)
+
+    batches = deltas(account, account.sync_cursor)
+
+    assert len(batches) == 1
+    assert sorted(int(u.ref.rsplit(":", 1)[1]) for u in batches[0].updates) == [uids[2], uids[20], uids[39]]
+    assert [(r.first, r.last) for r in batches[0].deleted_ref_ranges] == [(uids[10], uids[10]), (uids[30], uids[30])]
+    state = batches[0].new_cursor["folders"]["INBOX"]
+    assert state["changes_from"] == 0
+    assert state["highestmodseq"] > account.sync_cursor["folders"]["INBOX"]["highestmodseq"]
 
 
 # --- VANISHED: ranges, never expanded ------------------------------------------------------------------
@@ -309,7 +334,8 @@ def test_vanished_ranges_are_parsed_into_clamped_ranges_without_expanding_them()
     assert time.perf_counter() - started < 0.05
     assert ranges == [(1, 1000)]  # 3:5, 7 and 90:4294967295 merge into the clamped 1:1000
 
-    assert imap_module._parse_vanished([b"(EARLIER) 9:3,12,14:15,2000:3000"], last_uid=20) == [(3, 9), (12, 12), (14, 15)]
+    ranges = imap_module._parse_vanished([b"(EARLIER) 9:3,12,14:15,2000:3000"], last_uid=20)
+    assert ranges == [(3, 9), (12, 12), (14, 15)]
     assert imap_module._parse_vanished([b"0:0", b"", b"(EARLIER)"], last_uid=20) == []
 
 
@@ -329,7 +355,8 @@ def test_expunges_become_ref_ranges(imap_user, user):
 
     assert not any(batch.deleted_refs for batch in batches)
     ranges = [r for batch in batches for r in batch.deleted_ref_ranges]
-    assert ranges == [RefRange(f"INBOX:{validity}:", uids[1], uids[2]), RefRange(f"INBOX:{validity}:", uids[4], uids[4])]
+    prefix = f"INBOX:{validity}:"
+    assert ranges == [RefRange(prefix, uids[1], uids[2]), RefRange(prefix, uids[4], uids[4])]
     assert sync_account(account.pk).status == "succeeded"
     gone = Communication.objects.filter(account=account, deleted_at__isnull=False)
     assert set(gone.values_list("provider_message_id", flat=True)) == {pid(raws[i]) for i in (1, 2, 4)}
@@ -494,7 +521,8 @@ def test_an_internaldate_in_year_9999_falls_back_to_the_date_header(user):
 
     early = dt.datetime(1, 1, 1, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
     assert imap_module._utc_internal_date(early) is None  # underflows in UTC
-    assert imap_module._utc_internal_date(dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-5)))) is None
+    west = dt.timezone(dt.timedelta(hours=-5))
+    assert imap_module._utc_internal_date(dt.datetime(9999, 12, 31, 23, tzinfo=west)) is None
     assert imap_module._utc_internal_date(dt.datetime(2026, 10, 2, 12, tzinfo=dt.timezone(dt.timedelta(hours=2)))) == \
         dt.datetime(2026, 10, 2, 10, tzinfo=dt.UTC)
     assert imap_module._utc_internal_date(dt.datetime(2026, 10, 2, 12)) is None  # naive: unknown zone
