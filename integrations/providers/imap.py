@@ -238,14 +238,18 @@ class ImapProvider(MessageProvider):
             # No UTF-8 for it (a lone surrogate), or a NUL, which SASL PLAIN cannot carry.
             raise AuthError("The stored IMAP password (or username) has characters that cannot be sent to a "
                             "server; enter it again.", permanent=True)
-        with self._errors("connecting"):
-            offers_plain = b"AUTH=PLAIN" in client.capabilities()
-        if offers_plain:
+        if self._offers_plain(client):
             return lambda: client.sasl_login("PLAIN", _OneResponse(b"\0" + username + b"\0" + secret))
         if secret.isascii() and username.isascii():
             return lambda: client.login(self.username, password)
         raise AuthError(f"The IMAP server {self.host} does not offer AUTHENTICATE PLAIN, which a password or "
                         "username with non-ASCII characters needs (LOGIN is ASCII only).", permanent=True)
+
+    @staticmethod
+    def _offers_plain(client: IMAPClient) -> bool:
+        # imaplib's own list, read at connect and again after STARTTLS. Not client.capabilities():
+        # before login it would cache the pre-login list, hiding CONDSTORE/QRESYNC afterwards.
+        return "AUTH=PLAIN" in (client._imap.capabilities or ())  # noqa: SLF001
 
     def close(self) -> None:
         if self.client is not None:
