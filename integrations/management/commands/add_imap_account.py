@@ -26,7 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--owner", required=True, help="Username of the account's owner")
         parser.add_argument("--host", required=True)
         parser.add_argument("--port", type=int, help="Default: 993 for ssl, 143 otherwise")
-        parser.add_argument("--security", choices=SECURITY_CHOICES, default="ssl")
+        parser.add_argument("--security", choices=SECURITY_CHOICES, default="ssl",
+                            help="none sends the password in clear text: refused unless ALLOW_INSECURE_IMAP=true "
+                                 "(or, with DEBUG, for a loopback host)")
         parser.add_argument("--username", required=True, help="IMAP login name")
         parser.add_argument("--folders", nargs="*", help="Folders to sync (default: INBOX and the Sent folder)")
         parser.add_argument("--email", help="The mailbox's address (default: the username if it is one)")
