@@ -230,6 +230,9 @@ def test_messages_over_message_max_bytes_are_stored_from_their_headers_without_f
     # Dovecot never sent a whole huge message: every session of this user stayed under its size.
     sent = bytes_sent_per_session(dovecot_server, imap_user.username)
     assert sent and max(sent) < 30_000, sent
+    with imap_user.client() as client:  # BODY.PEEK[HEADER]: nothing was marked read
+        client.select_folder("INBOX", readonly=True)
+        assert not any(SEEN in data[b"FLAGS"] for data in client.fetch(uids + new_uids, ["FLAGS"]).values())
 
     # With a higher limit a full resync fetches them whole under the same ids: no duplicates.
     settings.MESSAGE_MAX_BYTES = 1_000_000
