@@ -437,7 +437,7 @@ class ImapProvider(MessageProvider):
         MAX_SEARCH_SPAN wide so that no answer outgrows a response line.
         """
         found: list[int] = []
-        span, high = self.page_size * 2, below - 1
+        span, high = min(self.page_size * 2, MAX_SEARCH_SPAN), below - 1
         while high >= 1 and len(found) < self.page_size:
             low = max(1, high - span + 1)
             criteria: list[Any] = ["UID", f"{low}:{high}"]
@@ -453,7 +453,7 @@ class ImapProvider(MessageProvider):
         """UIDs in ``first..last``, oldest first, a page's worth or more unless fewer are left,
         and the UID the search got up to (windows as in _uids_below)."""
         found: list[int] = []
-        span, low = self.page_size * 2, first
+        span, low = min(self.page_size * 2, MAX_SEARCH_SPAN), first
         while low <= last and len(found) < self.page_size:
             high = min(last, low + span - 1)
             found += sorted(u for u in self._search_uids(["UID", f"{low}:{high}"], f"searching {folder}")
