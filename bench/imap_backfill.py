@@ -120,7 +120,7 @@ class _Breakdown:
     def __init__(self) -> None:
         from django.db import connections
 
-        import integrations.sync as sync_module
+        import integrations.quarantine as quarantine_module
         from integrations.providers import imap as imap_module
 
         self.totals = dict.fromkeys(("parse", "store", "commit", *self.IMAP_CALLS.values()), 0.0)
@@ -148,7 +148,7 @@ class _Breakdown:
             return wrapper
 
         imap_module.parse_message = timed("parse", imap_module.parse_message)
-        sync_module.store_batch = timed("store", sync_module.store_batch)
+        quarantine_module.store_batch = timed("store", quarantine_module.store_batch)
         connection = connections["default"]
         connection.commit = timed("commit", connection.commit)  # what transaction.atomic calls
         for name, key in self.IMAP_CALLS.items():

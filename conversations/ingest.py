@@ -225,30 +225,31 @@ def remove_refs(account: Account, refs: Sequence[str]) -> int:
     return sum(1 for row in rows_to_save if row.pk not in remaining)
 
 
-# Ranges spanning fewer numbers than this are expanded; wider ones are matched against the
-# refs stored under their prefix, so a hostile "1:20000000" costs what is stored, not 20M.
+# Ranges are expanded while they add up to fewer numbers than this; past it they are matched
+# against the refs stored under their prefix, so a hostile "1:20000000" (or many narrow
+# ranges adding up to that) costs what is stored, not 20 million lookups.
 _EXPAND_RANGE_LIMIT = 10_000
 
 
 def remove_ref_ranges(account: Account, ranges: Sequence[tuple[str, int, int]]) -> int:
     """remove_refs for ranges of numbered refs: (prefix, first, last) names f"{prefix}{n}", first <= n <= last.
 
-    Only refs that are stored can be removed, so each range is clamped to them: a narrow
-    range is expanded, a wide one is matched against the account's refs under its prefix.
+    Only refs that are stored can be removed, so the ranges are clamped to them: few numbers
+    in all are expanded, more are matched against the account's refs under each prefix.
     """
-    refs: list[str] = []
-    wide: dict[str, list[tuple[int, int]]] = {}
-    for prefix, first, last in ranges:
-        first, last = max(0, min(first, last)), max(first, last)
-        if last - first < _EXPAND_RANGE_LIMIT:
-            refs.extend(f"{prefix}{n}" for n in range(first, last + 1))
-        else:
-            wide.setdefault(prefix, []).append((first, last))
-    for prefix, spans in wide.items():
+    spans = [(prefix, max(0, min(first, last)), max(first, last)) for prefix, first, last in ranges]
+    if sum(last - first + 1 for _prefix, first, last in spans) <= _EXPAND_RANGE_LIMIT:
+        refs = [f"{prefix}{n}" for prefix, first, last in spans for n in range(first, last + 1)]
+        return remove_refs(account, refs) if refs else 0
+    by_prefix: dict[str, list[tuple[int, int]]] = {}
+    for prefix, first, last in spans:
+        by_prefix.setdefault(prefix, []).append((first, last))
+    refs = []
+    for prefix, numbers in by_prefix.items():
         stored = MessageRef.objects.filter(account_id=account.pk, ref__startswith=prefix).values_list("ref", flat=True)
         for ref in stored.iterator(chunk_size=5000):
             number = ref[len(prefix):]
-            if number.isdigit() and any(first <= int(number) <= last for first, last in spans):
+            if number.isdigit() and any(first <= int(number) <= last for first, last in numbers):
                 refs.append(ref)
     return remove_refs(account, refs) if refs else 0
 

@@ -24,8 +24,9 @@ from integrations.providers.registry import provider_class
 
 logger = logging.getLogger(__name__)
 
-# Connection-level failures say nothing about a message: the whole sync fails and retries.
-_NOT_THE_MESSAGE = (OperationalError, InterfaceError)
+# Connection, disk and memory failures say nothing about a message: the whole sync fails and
+# is retried later, from the saved position.
+_NOT_THE_MESSAGE = (OperationalError, InterfaceError, OSError, MemoryError)
 # A batch this large in which every message fails alone is a fault of ours or of the
 # database, not of the messages: the batch fails as a whole instead of being set aside.
 SYSTEMIC_FAILURE_MIN_BATCH = 10

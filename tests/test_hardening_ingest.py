@@ -284,3 +284,26 @@ def test_postgresql_enforces_what_the_clipping_prevents(account):
 
     with pytest.raises(DataError), transaction.atomic():
         Company.objects.create(domain="x" * 300, name="X")
+
+
+def test_many_narrow_ranges_are_not_expanded_past_the_limit(account, django_assert_max_num_queries):
+    store_batch(account, [message(ref="INBOX:7:5", labels=("INBOX",))])
+    # 400,000 numbers in 40 narrow ranges: matched against the one stored ref, not looked up.
+    ranges = [("INBOX:7:", start, start + 9_999) for start in range(1, 400_000, 10_000)]
+    with django_assert_max_num_queries(12):
+        assert remove_ref_ranges(account, ranges) == 1
+
+
+def test_an_io_failure_while_storing_fails_the_sync_instead_of_quarantining(scripted_account, scripted, monkeypatch):
+    import integrations.quarantine as quarantine_module
+    from integrations.providers.base import Batch
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(quarantine_module, "store_batch", disk_full)
+    scripted.script = [lambda: Batch(messages=[message()], new_cursor={"c": 1})]
+    assert sync_account(scripted_account.pk).status == "failed"
+    assert not QuarantinedMessage.objects.exists()
+    scripted_account.refresh_from_db()
+    assert scripted_account.sync_cursor == {}

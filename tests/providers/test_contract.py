@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+import integrations.quarantine as quarantine_module
 import integrations.sync as sync_module
 from conversations.models import Communication
 from integrations.accounts import save_credentials
@@ -142,7 +143,7 @@ def test_malformed_item_is_stored_with_warnings(harness):
 def test_a_crash_midway_loses_nothing_and_duplicates_nothing(harness, monkeypatch):
     harness.add_messages(10)
     account = harness.make_account()
-    real_store = sync_module.store_batch
+    real_store = quarantine_module.store_batch
     calls = {"n": 0}
 
     def crash_on_second_batch(*args, **kwargs):
@@ -151,12 +152,12 @@ def test_a_crash_midway_loses_nothing_and_duplicates_nothing(harness, monkeypatc
             raise ConnectionResetError("worker lost its database")
         return real_store(*args, **kwargs)
 
-    monkeypatch.setattr(sync_module, "store_batch", crash_on_second_batch)
+    monkeypatch.setattr(quarantine_module, "store_batch", crash_on_second_batch)
     assert sync_account(account.pk).status == "failed"
     account.refresh_from_db()
     assert account.status == "error" and account.backfill_state is not None
     assert Communication.objects.filter(account=account).count() == 4
-    monkeypatch.setattr(sync_module, "store_batch", real_store)
+    monkeypatch.setattr(quarantine_module, "store_batch", real_store)
     assert sync_account(account.pk).status == "succeeded"
     assert Communication.objects.filter(account=account).count() == 10
     assert last_run(account).created == 6
