@@ -182,10 +182,11 @@ def _tricky_mbox(seed: int) -> bytes:
     return out
 
 
-@pytest.mark.parametrize("piece_bytes", [16, 17, 23, 64, 65536])
+@pytest.mark.parametrize("piece_bytes,block_bytes", [(16, 7), (17, 50), (23, 1024), (64, 13), (65536, 262144)])
 @pytest.mark.parametrize("seed", range(5))
-def test_unquoting_and_separators_survive_piece_boundaries(tmp_path, monkeypatch, piece_bytes, seed):
+def test_unquoting_and_separators_survive_piece_boundaries(tmp_path, monkeypatch, piece_bytes, block_bytes, seed):
     monkeypatch.setattr(mbox_module, "PIECE_BYTES", piece_bytes)
+    monkeypatch.setattr(mbox_module, "BLOCK_BYTES", block_bytes)
     data = _tricky_mbox(seed)
     path = tmp_path / "tricky.mbox"
     path.write_bytes(data)

@@ -20,6 +20,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -45,11 +46,15 @@ from integrations.providers.base import (
 
 logger = logging.getLogger(__name__)
 
-PIECE_BYTES = 64 * 1024  # the most read at once: longer lines are read in pieces
+PIECE_BYTES = 64 * 1024  # the most handled at once: longer lines are handled in pieces
+BLOCK_BYTES = 256 * 1024  # what one read() of the file asks for
 HEAD_MAX_BYTES = 256 * 1024  # what is kept of a message over MESSAGE_MAX_BYTES: its header block, at most this
 FINGERPRINT_BYTES = 4096  # the bytes before a position whose digest tells the same file from a rewritten one
 _SEPARATOR = b"From "
 _BLANK_LINES = (b"\n", b"\r\n")
+# A line that needs a look of its own: a quoted "From ", a possible separator, a blank line.
+# Runs of other lines are handled as one piece, which is what makes reading fast.
+_NOTABLE_LINE = re.compile(rb"\n(?:>|From |\r?\n)")
 
 
 # --- where files may be read ----------------------------------------------------------------
@@ -167,10 +172,39 @@ class MboxReader:
         self._line_start = True
         self._after_blank = True  # a separator may open the file
         self._lookahead = b""  # the next message's separator piece, read but not consumed
+        self._buffer = b""
+        self._index = 0  # of the next byte of _buffer to hand out
+        self._at_end = False
 
     def _piece(self) -> bytes:
-        piece, self._lookahead = self._lookahead or self._handle.readline(PIECE_BYTES), b""
-        return piece
+        """The next piece: a notable line, a run of other whole lines, or part of a long line.
+
+        At most PIECE_BYTES. A piece starting a line is either one line (or its first
+        PIECE_BYTES) or whole lines none of which but the first is notable, and the first
+        only if it is alone; so the caller may look at a piece as at a line.
+        """
+        if self._lookahead:
+            piece, self._lookahead = self._lookahead, b""
+            return piece
+        buffer, index = self._buffer, self._index
+        newline = buffer.find(b"\n", index, index + PIECE_BYTES)
+        while newline < 0 and len(buffer) - index < PIECE_BYTES and not self._at_end:
+            block = self._handle.read(BLOCK_BYTES)
+            self._at_end = not block
+            buffer, index = buffer[index:] + block, 0
+            newline = buffer.find(b"\n", index, index + PIECE_BYTES)
+        self._buffer = buffer
+        if newline < 0:
+            stop = min(len(buffer), index + PIECE_BYTES)  # a long line, or the file's last
+        else:
+            stop = newline + 1
+            if self._line_start and not (buffer.startswith((b">", _SEPARATOR), index) or stop - index <= 2
+                                         and buffer[index:stop] in _BLANK_LINES):
+                limit = min(len(buffer), index + PIECE_BYTES)
+                notable = _NOTABLE_LINE.search(buffer, stop - 1, limit)
+                stop = notable.start() + 1 if notable else buffer.rfind(b"\n", stop - 1, limit) + 1
+        self._index = stop
+        return buffer[index:stop]
 
     def _consume(self, piece: bytes) -> None:
         self.position += len(piece)
