@@ -220,7 +220,7 @@ class MboxReader:
     def read(self, hold_max: int, *, give_up_after: int | None = None) -> MboxMessage | None:
         """The next message (None at the end). Holds at most ``hold_max`` bytes of it, else its head.
 
-        Raises PageFull, having read at most ``give_up_after`` bytes of it, if it would hold more.
+        Raises PageFull once it holds more than ``give_up_after`` bytes of the message (a piece more at most).
         """
         while not self._is_separator(piece := self._piece()):
             if not piece:
@@ -329,7 +329,7 @@ class MboxProvider(MessageProvider):
                 del found  # not held while the next message is read
             here = {"offset": end, "file": file, "before": _fingerprint(handle, end)}
         return Batch(messages=messages, next_page_token=here if more else None, new_cursor=here,
-                     progress=(end, size))
+                     progress=(end, max(size, end)))  # the file may have grown while it was read
 
     def _complete(self, handle: BinaryIO, found: MboxMessage) -> bool:
         """Whether the file's last message, which no separator follows, is complete.
