@@ -29,7 +29,9 @@ if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == BENCH_DIR:
 elif str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-HEADERS = b"Message-ID: <hostile@bench.example>\nFrom: Bench <bench@example.org>\nDate: Mon, 3 Jun 2024 10:00:00 +0000\n"
+HEADERS = (
+    b"Message-ID: <hostile@bench.example>\nFrom: Bench <bench@example.org>\nDate: Mon, 3 Jun 2024 10:00:00 +0000\n"
+)
 
 
 def _repeat(unit: bytes, size: int) -> bytes:
@@ -139,7 +141,8 @@ def folded_header(size: int) -> bytes:
 
 
 def quoted_printable_soft_breaks(size: int) -> bytes:
-    return HEADERS + b"Content-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\n" + _repeat(b"=\n", size)
+    headers = HEADERS + b"Content-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\n"
+    return headers + _repeat(b"=\n", size)
 
 
 def long_body_line(size: int) -> bytes:

@@ -448,7 +448,8 @@ def _cap_parameter_headers(message: Message, warnings: list[str]) -> None:
             and (len(value) > MAX_PARAMETER_HEADER or value.count(";") > MAX_PARAMETERS)
         ):
             headers[index] = (name, _main_parameters(value))
-            warnings.append(f"{clean_text(_unsurrogate(name))[:40]} header of {len(value):,} characters cut to its main parameters")
+            shown = clean_text(_unsurrogate(name))[:40]
+            warnings.append(f"{shown} header of {len(value):,} characters cut to its main parameters")
 
 
 _LINE_BREAK_AT_END = re.compile(r"(\r\n|\r|\n)\Z")

@@ -154,7 +154,8 @@ def test_ordinary_parameters_are_left_alone() -> None:
     assert len(chunks) == 19 and len(continuations) > 1_700
     raw = HEADERS + (
         "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nsee attached\n"
-        f"--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; {continuations}\n\nAA==\n--b--\n"
+        "--b\nContent-Type: application/octet-stream\n"
+        f"Content-Disposition: attachment; {continuations}\n\nAA==\n--b--\n"
     ).encode()
     message = parse_message(raw)
     assert message.attachments[0].filename == name
@@ -209,11 +210,10 @@ def test_deep_message_rfc822_nesting_keeps_the_headers() -> None:
 
 
 def test_parts_past_the_limit_are_one_attachment() -> None:
-    parts = b"".join(
-        b"--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename=\"f%d.bin\"\n\nAA==\n" % i
-        for i in range(1, 1_500)
-    )
-    raw = HEADERS + b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nthe text\n" + parts + b"--b--\n"
+    attachment = b'--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename="f%d.bin"\n'
+    parts = b"".join(attachment % i + b"\nAA==\n" for i in range(1, 1_500))
+    text = b"--b\nContent-Type: text/plain\n\nthe text\n"
+    raw = HEADERS + b"Content-Type: multipart/mixed; boundary=b\n\n" + text + parts + b"--b--\n"
     message = parse_within(raw)
     assert message.body_text == "the text"
     assert message.warnings == (f"more than 1,000 MIME parts: the rest of the message is kept unparsed as {REMAINDER}",)
@@ -367,7 +367,8 @@ def test_text_attachment_and_real_body_stay_apart() -> None:
 
 
 def test_text_attachment_is_no_body() -> None:
-    message = parse_message(forward(b'Content-Type: text/plain\nContent-Disposition: attachment; filename="x.txt"\n\nfile\n'))
+    part = b'Content-Type: text/plain\nContent-Disposition: attachment; filename="x.txt"\n\nfile\n'
+    message = parse_message(forward(part))
     assert message.body_text == ""
 
 
@@ -421,11 +422,13 @@ def test_copies_of_one_message_share_one_id() -> None:
 
 
 def test_long_message_ids_stay_distinct_and_within_255_characters() -> None:
-    first = parse_message(with_headers(**{"Message-ID": f"<{'a' * 400}1@example.org>"}))
+    # Cut to 255 characters, the old ids of these two were one and the same.
+    first_raw = with_headers(**{"Message-ID": f"<{'a' * 400}1@example.org>"})
+    first = parse_message(first_raw)
     second = parse_message(with_headers(**{"Message-ID": f"<{'a' * 400}2@example.org>"}))
     assert first.provider_message_id != second.provider_message_id
     assert len(first.provider_message_id) == len(second.provider_message_id) == 255
-    assert first.provider_message_id == parse_message(with_headers(**{"Message-ID": f"<{'a' * 400}1@example.org>"})).provider_message_id
+    assert first.provider_message_id == parse_message(first_raw).provider_message_id
 
 
 def test_unreadable_sender_and_date_still_tell_messages_apart() -> None:
