@@ -86,6 +86,15 @@ def nesting_times_dash_lines(size: int) -> bytes:
     return b"".join(parts)
 
 
+def cut_then_blank_lines(size: int) -> bytes:
+    """Past the depth limit, no text anywhere: the search for a fallback body reads every line."""
+    parts = [HEADERS, b"Content-Type: multipart/mixed; boundary=b0\n\n"]
+    for level in range(1, 60):
+        parts.append(b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (level - 1, level))
+    parts.append(b"--b59\nContent-Type: image/png\n\n" + _repeat(b"\n", size))
+    return b"".join(parts)
+
+
 def delivery_status_blocks(size: int) -> bytes:
     return HEADERS + (
         b"Content-Type: multipart/report; boundary=b\n\n--b\nContent-Type: text/plain\n\nbounced\n"
@@ -162,6 +171,7 @@ PATTERNS: dict[str, Callable[[int], bytes]] = {
     "deep boundary nesting": deep_boundary_nesting,
     "50 levels x short lines": nesting_times_lines,
     "50 levels x '--' lines": nesting_times_dash_lines,
+    "cut, then blank lines": cut_then_blank_lines,
     "delivery-status blocks": delivery_status_blocks,
     "deep message/rfc822 nesting": deep_rfc822_nesting,
     "many parts": many_parts,

@@ -236,8 +236,16 @@ def _capped_address_header(value: str, warnings: list[str]) -> str:
     if len(value) <= MAX_ADDRESS_HEADER:
         return value
     warnings.append(f"address header of {len(value):,} characters cut to {MAX_ADDRESS_HEADER:,}")
-    comma = value.rfind(",", 0, MAX_ADDRESS_HEADER)  # not in the middle of an address
-    return value[: comma if comma > 0 else MAX_ADDRESS_HEADER]
+    # At a comma between addresses, not in the middle of one or of a quoted "Last, First":
+    # walking back from comma to comma, counting the quotes of each stretch once.
+    cut = MAX_ADDRESS_HEADER
+    quotes = value.count('"', 0, cut)
+    while (comma := value.rfind(",", 0, cut)) > 0:
+        quotes -= value.count('"', comma, cut)
+        cut = comma
+        if not quotes % 2:
+            return value[:cut]
+    return value[:MAX_ADDRESS_HEADER]
 
 
 def parse_addresses(values: list[str], warnings: list[str]) -> tuple[Address, ...]:
@@ -749,43 +757,60 @@ def _keep_remainder(part: Message, bodies: _Bodies) -> None:
         bodies.attachments.append(ParsedAttachment.from_bytes(REMAINDER_FILENAME, "application/octet-stream", data))
 
 
+# A line as FeedParser splits them (at \r\n, \r or \n), and a line that starts with "--".
+_RAW_LINE = re.compile(rb"[^\r\n]*+(?:\r\n|\r|\n)|[^\r\n]++")
+_DASH_LINE = re.compile(rb"(?<![^\r\n])--")
+_TEXT_TYPES = (b"text/plain", b"text/html")
+
+
 def _first_raw_text(data: bytes, deadline: float | None) -> str:
     """The text of the first readable leaf part in MIME source that was left unparsed.
 
     A linear scan of header blocks, not a parse (the source is what the parser refused):
     a block of multipart type is followed, after its preamble, by a "--" line and its first
     part's headers; one of message type by the enclosed message's headers; a text/plain
-    (the default) or text/html block by its text, up to the next "--" line, which is read
-    as a one-part message. Other leaves are skipped to the next "--" line.
+    (the default) or text/html block by its text, up to the next "--" line, which is then
+    read as a one-part message. Other leaves are skipped up to the next "--" line.
     """
-    lines = data.splitlines(keepends=True)  # \r, \n and \r\n, as FeedParser splits lines
-    index, count = 0, len(lines)
-    while index < count:
-        _check(deadline)
-        start = index
-        content_type = b"text/plain"
-        while index < count and lines[index].strip():
-            if lines[index][:13].lower() == b"content-type:":
-                content_type = lines[index][13:].split(b";", 1)[0].strip().lower()
-            index += 1
-        if content_type.startswith(b"message/"):
-            index += 1  # the blank line: the enclosed message's headers follow
-            continue
-        body_end = index
-        while body_end < count and not lines[body_end].startswith(b"--"):
-            body_end += 1
-        if content_type in (b"text/plain", b"text/html") and index < count:
-            part = b"".join(lines[start:body_end])
-            if body_end < count:  # the line break before a boundary belongs to the boundary
-                part = part[:-2] if part.endswith(b"\r\n") else part[:-1]
-            message, _ = _parse_mime(part, deadline)
-            bodies = _Bodies(deadline=deadline, text_only=True)
-            _walk(message, bodies, [])
-            text = bodies.body_text()
+    position, end, lines = 0, len(data), 0
+    while position < end:
+        start, content_type = position, b"text/plain"
+        while True:  # a header block, up to its blank line
+            lines += 1
+            if not lines % 1024:
+                _check(deadline)
+            line = _RAW_LINE.match(data, position)
+            if line is None:
+                return ""
+            position = line.end()
+            text = line.group()
             if text.strip():
-                return text
-        index = body_end + 1  # past the "--" line: a part's headers
+                if text[:13].lower() == b"content-type:":
+                    content_type = text[13:].split(b";", 1)[0].strip().lower()
+            elif content_type.startswith(b"message/"):
+                start, content_type = position, b"text/plain"  # the enclosed message's headers follow
+            else:
+                break
+        _check(deadline)
+        boundary = _DASH_LINE.search(data, position)
+        if content_type in _TEXT_TYPES:
+            part = data[start : boundary.start() if boundary else end]
+            readable = _raw_part_text(part, deadline, before_boundary=boundary is not None)
+            if readable.strip():
+                return readable
+        if boundary is None:
+            return ""
+        position = _RAW_LINE.match(data, boundary.start()).end()  # type: ignore[union-attr]  # "--" matches
     return ""
+
+
+def _raw_part_text(part: bytes, deadline: float | None, *, before_boundary: bool) -> str:
+    if before_boundary:  # the line break before a boundary belongs to the boundary
+        part = part[:-2] if part.endswith(b"\r\n") else part[:-1]
+    message, _ = _parse_mime(part, deadline)
+    bodies = _Bodies(deadline=deadline, text_only=True)
+    _walk(message, bodies, [])
+    return bodies.body_text()
 
 
 def _collapsed(value: str) -> str:
