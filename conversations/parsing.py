@@ -741,7 +741,8 @@ def _message_text(message: Message, outer: _Bodies, depth: int) -> str:
     """The readable text of a forwarded message: its body, else its own first fallback."""
     bodies = _Bodies(cut=outer.cut, deadline=outer.deadline, text_only=True)
     _walk(message, bodies, [], depth)  # what it cannot read is a matter for the .eml, not this message
-    return bodies.body_text() or bodies.fallback_text()
+    text = bodies.body_text()
+    return text if text.strip() else bodies.fallback_text()
 
 
 def _keep_remainder(part: Message, bodies: _Bodies) -> None:
@@ -983,6 +984,7 @@ def parse_headers_only(headers: bytes, size: int, *, provider_message_id: str = 
 def _headers_only(
     headers: bytes, size: int, *, provider_message_id: str, why: str, id_source: bytes | None = None
 ) -> ParsedMessage:
+    headers = headers[_LEADING_JUNK.match(headers).end() :]  # type: ignore[union-attr]  # always matches
     ends = [found for found in (headers.find(b"\r\n\r\n"), headers.find(b"\n\n")) if found >= 0]
     block = headers[: min(ends)] if ends else headers
     parsed = _parse(

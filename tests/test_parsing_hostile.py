@@ -293,6 +293,14 @@ def test_over_budget_message_is_kept_with_its_headers(settings) -> None:
     assert message.provider_message_id == full.provider_message_id  # stored once, whichever way it went
 
 
+def test_over_budget_message_after_a_byte_order_mark_keeps_its_headers(settings) -> None:
+    data = (MAIL / "garbage_before_headers.eml").read_bytes()
+    settings.PARSE_BUDGET_SECONDS = 0
+    message = parse_message(data)
+    assert (message.subject, message.rfc_message_id) == ("saved by a Windows tool", "bom-1@fixtures.example")
+    assert has_warning(message, "stored headers only")
+
+
 def test_over_budget_message_without_message_id_keeps_the_hash_of_all_its_bytes(settings) -> None:
     data = (MAIL / "message_id_missing.eml").read_bytes()
     settings.PARSE_BUDGET_SECONDS = 0
