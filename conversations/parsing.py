@@ -367,6 +367,8 @@ def _separator(predicate: Callable[[str], object]) -> str | None:
     ):
         return None
     escaped = pattern[len(_BOUNDARY_PREFIX) : -len(_BOUNDARY_SUFFIX)]
+    if "\\\\" not in escaped:  # no escaped backslash: every backslash is an escape
+        return escaped.replace("\\", "")
     separator = _ESCAPED.sub(r"\1", escaped)
     return separator if re.escape(separator) == escaped else None
 
@@ -386,11 +388,14 @@ class _LineInput(BufferedSubFile):
         self._separators: Counter[str] = Counter()
         self._kinds: list[str | None] = []
         self._others: list[Callable[[str], object]] = []
+        self._last: tuple[Callable[[str], object] | None, str | None] = (None, None)
         self.matching = True  # False once the structure is cut: the cut part runs to the end
 
     def push_eof_matcher(self, pred: Callable[[str], object]) -> None:
         super().push_eof_matcher(pred)
-        separator = _separator(pred)
+        if pred != self._last[0]:  # the parts of one multipart share its predicate
+            self._last = (pred, _separator(pred))
+        separator = self._last[1]
         self._kinds.append(separator)
         if separator is None:
             self._others.append(pred)
