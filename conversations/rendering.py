@@ -55,7 +55,7 @@ _TAG_LIKE = re.compile(r"<[^<>]*>")
 _BLOCK = frozenset("p div tr li h1 h2 h3 h4 h5 h6 blockquote pre table ul ol hr section article".split())
 # Elements whose content is never shown; a browser reads script and style as raw text up to
 # their end tag, and title, noscript (with scripting on) and the rest behave the same way.
-_HIDDEN = frozenset(("script", "style", "title", "noscript", "template", "xmp", "iframe", "noembed", "noframes"))
+_HIDDEN = frozenset(("script", "style", "title", "noscript", "template", "iframe", "noembed", "noframes"))
 # What a <head> may hold: until something else comes, its text is not shown.
 _HEAD_CONTENT = _HIDDEN | {"head", "meta", "link", "base", "basefont", "bgsound"}
 _HIDDEN_END = {name: re.compile(rf"</{name}(?=[\s/>])", re.IGNORECASE) for name in _HIDDEN}
