@@ -52,6 +52,18 @@ class StrictEnv:
             raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
         return number
 
+    def float(self, name: str, default: float, minimum: float | None = None) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+        if number != number or (minimum is not None and number < minimum):  # NaN, or below the minimum
+            raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value!r}")
+        return number
+
     def list(self, name: str, default: list[str]) -> list[str]:
         value = self.raw(name)
         if value is None:

@@ -201,6 +201,9 @@ ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=25 * 1024 * 1024,
 # A message bigger than this is never parsed whole: providers fetch or read its headers only
 # and it is stored with its size and a warning (parsing costs several times the raw size).
 MESSAGE_MAX_BYTES = env.int("MESSAGE_MAX_BYTES", default=50 * 1024 * 1024, minimum=1024)
+# Wall-clock seconds one message may take to parse; past it the message is stored from its
+# headers with a warning, so that no crafted message holds a worker (and its account's claim).
+PARSE_BUDGET_SECONDS = env.float("PARSE_BUDGET_SECONDS", default=5.0, minimum=0.1)
 # Bytes of raw messages one fetched page may hold (every provider); the engine keeps at most
 # two pages in memory (the one being stored and the one being fetched).
 PAGE_MAX_BYTES = env.int("PAGE_MAX_BYTES", default=32 * 1024 * 1024, minimum=1024 * 1024)

@@ -44,6 +44,14 @@ def test_int_rejects_garbage_naming_the_variable():
         StrictEnv(_Env({"Q_WORKERS": "0"})).int("Q_WORKERS", default=1, minimum=1)
 
 
+def test_float_settings_are_strict_too():
+    assert StrictEnv(_Env({"PARSE_BUDGET_SECONDS": "2.5"})).float("PARSE_BUDGET_SECONDS", default=5.0) == 2.5
+    with pytest.raises(ImproperlyConfigured, match="PARSE_BUDGET_SECONDS must be a number"):
+        StrictEnv(_Env({"PARSE_BUDGET_SECONDS": "soon"})).float("PARSE_BUDGET_SECONDS", default=5.0)
+    with pytest.raises(ImproperlyConfigured, match="must be at least 0.1"):
+        StrictEnv(_Env({"PARSE_BUDGET_SECONDS": "nan"})).float("PARSE_BUDGET_SECONDS", default=5.0, minimum=0.1)
+
+
 def test_bad_setting_stops_start_up_with_its_name():
     env = {**os.environ, "DEBUG": "maybe"}
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
