@@ -29,7 +29,7 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from contacts.normalize import normalize_email
+from contacts.normalize import MAX_EMAIL, normalize_email
 from conversations.messages import Address, AddressKind, ParsedAttachment, ParsedMessage
 from conversations.rendering import html_to_text
 
@@ -248,6 +248,11 @@ def _capped_address_header(value: str, warnings: list[str]) -> str:
     return value[:MAX_ADDRESS_HEADER]
 
 
+def _over_limits(raw_address: str) -> bool:
+    local, at, domain = raw_address.strip().strip("<>").strip().rpartition("@")
+    return bool(at and local and domain and "@" not in local and not any(c.isspace() for c in raw_address.strip()))
+
+
 def parse_addresses(values: list[str], warnings: list[str]) -> tuple[Address, ...]:
     """E-mail addresses from address headers; display names decoded, duplicates dropped."""
     if not values:
@@ -264,6 +269,11 @@ def parse_addresses(values: list[str], warnings: list[str]) -> tuple[Address, ..
         if not raw_address and not name:
             continue  # group syntax such as "undisclosed-recipients:;"
         value = normalize_email(raw_address)
+        if not value and _over_limits(raw_address):
+            # Shaped like an address but over RFC 5321's limits: kept as the participant's raw
+            # text (ingest never turns it into a contact or company), so who it was is not lost.
+            value = raw_address.strip().strip("<>").strip().lower()[:MAX_EMAIL]
+            warnings.append(f"address over RFC 5321 length limits kept as text: {value[:80]!r}")
         if not value:
             warnings.append(f"unreadable address {(name or raw_address)[:80]!r}")
             warned = True

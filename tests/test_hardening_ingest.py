@@ -307,3 +307,21 @@ def test_an_io_failure_while_storing_fails_the_sync_instead_of_quarantining(scri
     assert not QuarantinedMessage.objects.exists()
     scripted_account.refresh_from_db()
     assert scripted_account.sync_cursor == {}
+
+
+def test_parsed_addresses_over_the_limits_stay_participants_without_contacts(account):
+    from conversations.parsing import parse_message
+
+    long_local = "x" * 65 + "@acme.com"
+    long_domain = "bob@" + "d" * 300 + ".com"
+    raw = (f"From: Eve <{long_local}>\r\nTo: {long_domain}, carol@acme.com\r\nSubject: s\r\n"
+           "Message-ID: <m1@x>\r\n\r\nbody\r\n").encode()
+    parsed = parse_message(raw)
+    assert parsed.sender.value == long_local and parsed.sender.display_name == "Eve"
+    assert [a.value for a in parsed.to] == [long_domain, "carol@acme.com"]
+    assert any("RFC 5321" in w for w in parsed.warnings)
+    store_batch(account, [parsed])
+    participants = dict(Participant.objects.values_list("address", "contact_id"))
+    assert participants[long_local] is None and participants[long_domain[:320]] is None
+    assert participants["carol@acme.com"] is not None
+    assert not Company.objects.filter(domain__startswith="ddd").exists()
