@@ -325,3 +325,23 @@ def test_parsed_addresses_over_the_limits_stay_participants_without_contacts(acc
     assert participants[long_local] is None and participants[long_domain[:320]] is None
     assert participants["carol@acme.com"] is not None
     assert not Company.objects.filter(domain__startswith="ddd").exists()
+
+
+@pytest.mark.parametrize("pattern", ["<li><ul>", "<form><div>", "<div>", "<b></i>"])
+def test_previews_of_hostile_html_are_linear(pattern):
+    import time
+
+    from conversations.rendering import sanitize_html
+
+    hostile = pattern * 40_000 + "<p>last words</p><script>alert(1)</script>"
+    started = time.perf_counter()
+    shown = sanitize_html(hostile)
+    assert time.perf_counter() - started < 2
+    assert "last words" in shown and "<script" not in shown and "too complex" in shown
+
+
+def test_ordinary_html_is_still_sanitised_as_html():
+    from conversations.rendering import sanitize_html
+
+    shown = sanitize_html("<table>" + "<tr><td><b>cell</b></td></tr>" * 500 + "</table><script>x</script>")
+    assert "<b>cell</b>" in shown and "<script" not in shown and "too complex" not in shown
