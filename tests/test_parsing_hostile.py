@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conversations import parsing
+from conversations import headers, mime, parsing
 from conversations.messages import ParsedMessage
 from conversations.parsing import html_to_text, parse_headers_only, parse_message
 
@@ -255,7 +255,7 @@ def test_ordinary_mail_is_read_as_the_stdlib_reads_it(path: Path) -> None:
     if path.name == "nested_multipart_300.eml":
         data = nested_multipart(50, b"at the limit\n", closed=True)
     for variant in (data, data.replace(b"\n", b"\r\n"), data[: len(data) * 2 // 3]):
-        ours, parser = parsing._parse_mime(variant)
+        ours, parser = mime._parse_mime(variant)
         stdlib = email.message_from_bytes(variant)
         assert parser.cut is None and parser.warnings == []
         assert ours.as_bytes() == stdlib.as_bytes()
@@ -270,7 +270,7 @@ def test_boundary_lookalikes_end_parts_exactly_as_the_stdlib_says() -> None:
         b"Content-Type: multipart/alternative; boundary=\"a--\"\n\n--a--\nContent-Type: text/plain\n\none\n"
         b"--a-- \t\n--a---\n--a -- \n--a--x\n-- a\n--a\t\nContent-Type: text/plain\n\ntwo\n--a--\n"
     )
-    ours, _ = parsing._parse_mime(raw)
+    ours, _ = mime._parse_mime(raw)
     stdlib = email.message_from_bytes(raw)
     assert ours.as_bytes() == stdlib.as_bytes()
     assert [p.get_payload() for p in ours.walk() if not p.is_multipart()] == [
@@ -494,9 +494,9 @@ def test_huge_address_header_is_cut_between_two_addresses() -> None:
 
 
 def test_huge_address_items_are_not_cached() -> None:
-    parsing._item_pairs.cache_clear()
+    headers._item_pairs.cache_clear()
     raw = b"Message-ID: <c@x>\nFrom: short@example.org\nTo: " + b"x" * 5_000 + b"@example.org, b@example.org\n\nbody\n"
     message = parse_message(raw)
     # The long one is no address: kept as (clipped) raw text for the participant, never resolved.
     assert [address.value for address in message.to] == [("x" * 5_000 + "@example.org")[:320], "b@example.org"]
-    assert parsing._item_pairs.cache_info().currsize == 2  # From and the short To item only
+    assert headers._item_pairs.cache_info().currsize == 2  # From and the short To item only
