@@ -138,8 +138,19 @@ class CommunicationAdmin(LargeTableAdmin):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None or _visible(obj):
             return fieldsets
-        return [(name, {**options, "fields": [f for f in options["fields"] if f not in _CONTENT_FIELDS]})
-                for name, options in fieldsets]
+        hidden = [(name, {**options, "fields": [f for f in options["fields"] if f not in _CONTENT_FIELDS]})
+                  for name, options in fieldsets]
+        return [hidden[0], ("Content", {**hidden[1][1], "fields": ["content_notice", *hidden[1][1]["fields"]]}),
+                *hidden[2:]]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Communication | None = None) -> list[str]:
+        return [*super().get_readonly_fields(request, obj), "content_notice"]
+
+    @admin.display(description="Subject and body")
+    def content_notice(self, obj: Communication) -> str:
+        return ("Hidden: this message belongs to another user's account. Its participants, dates and sizes "
+                "are shown; reading its content needs the permission \"Can read the content of every user's "
+                "communications\".")
 
     def get_inlines(self, request: HttpRequest, obj: Communication | None = None):  # type: ignore[no-untyped-def]
         if obj is not None and not _visible(obj):

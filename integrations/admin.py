@@ -122,7 +122,12 @@ class QuarantinedMessageAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    @admin.action(description="Retry storing the selected messages", permissions=["view"])
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        # Retrying writes communications: it takes the change permission, though no field of a
+        # quarantined message can be edited.
+        return request.user.has_perm("integrations.change_quarantinedmessage")
+
+    @admin.action(description="Retry storing the selected messages", permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[QuarantinedMessage]) -> None:
         stored, failing = retry(queryset.select_related("account", "account__owner"))
         if stored:

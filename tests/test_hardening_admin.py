@@ -161,6 +161,7 @@ def test_staff_see_metadata_but_not_content_of_other_users_mail(staff_client, vi
             assert secret not in page, (url, secret)
     change = _page(staff_client, pages[1])
     assert "carol@acme.com" in change  # participants are metadata
+    assert "Hidden: this message belongs to another user" in change
     _page(staff_client, reverse("admin:conversations_communication_preview", args=[communication.pk]), 403)
     # A subject search must not tell whose mail holds a word.
     listing = _page(staff_client, reverse("admin:conversations_communication_changelist") + "?q=Quarterly")
@@ -188,6 +189,11 @@ def test_quarantine_admin_hides_content_and_retries(client, staff_client, victim
     listing = _page(staff_client, reverse("admin:integrations_quarantinedmessage_changelist"))
     assert bad.provider_message_id in listing and SUBJECT not in listing
     assert SUBJECT not in _page(staff_client, reverse("admin:integrations_quarantinedmessage_change", args=[item.pk]))
+
+    # Viewing is not retrying: retry writes, and takes the change permission.
+    response = staff_client.post(reverse("admin:integrations_quarantinedmessage_changelist"),
+                                 {"action": "retry_selected", "_selected_action": [item.pk]})
+    assert QuarantinedMessage.objects.filter(pk=item.pk, attempts=1).exists()
 
     get_user_model().objects.create_superuser("root", "root@corp.example", "pw-root-123")
     client.login(username="root", password="pw-root-123")
