@@ -121,10 +121,10 @@ class _Breakdown:
         from django.db import connections
 
         import integrations.quarantine as quarantine_module
-        from integrations.providers import imap as imap_module
+        from integrations.providers.imap import provider as imap_provider_module
 
         self.totals = dict.fromkeys(("parse", "store", "commit", *self.IMAP_CALLS.values()), 0.0)
-        provider = imap_module.ImapProvider
+        provider = imap_provider_module.ImapProvider
 
         def timed(key, function):  # type: ignore[no-untyped-def]
             def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -147,7 +147,7 @@ class _Breakdown:
 
             return wrapper
 
-        imap_module.parse_message = timed("parse", imap_module.parse_message)
+        imap_provider_module.parse_message = timed("parse", imap_provider_module.parse_message)
         quarantine_module.store_batch = timed("store", quarantine_module.store_batch)
         connection = connections["default"]
         connection.commit = timed("commit", connection.commit)  # what transaction.atomic calls
@@ -220,7 +220,7 @@ def run_child(args: argparse.Namespace) -> None:
     from bench.synthetic import OWNER_ADDRESS, OWNER_NAME
     from conversations.models import Communication
     from integrations.models import ProviderAccount, SyncRun
-    from integrations.providers.imap import ImapProvider
+    from integrations.providers.imap.provider import ImapProvider
     from integrations.sync import sync_account
     from tests.dovecot import append_many
 

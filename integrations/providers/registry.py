@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from integrations.providers.base import MessageProvider
 
 PROVIDERS: dict[str, tuple[str, str]] = {
-    "imap": ("IMAP mailbox", "integrations.providers.imap.ImapProvider"),
+    "imap": ("IMAP mailbox", "integrations.providers.imap.provider.ImapProvider"),
     "mbox": ("Mbox import", "integrations.providers.mbox.MboxProvider"),
 }
 

@@ -29,7 +29,7 @@ from conversations.models import Communication, MessageRef
 from conversations.parsing import parse_message
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.base import Capability
-from integrations.providers.imap import ImapProvider
+from integrations.providers.imap.provider import ImapProvider
 from integrations.sync import sync_account
 from integrations.tasks import enqueue_due_syncs
 from tests.dovecot import append_many

@@ -26,8 +26,8 @@ from imapclient.response_parser import parse_fetch_response
 from conversations.models import Communication
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.base import AuthError, BackfillWindow, PermanentError, RefRange
-from integrations.providers import imap as imap_module
-from integrations.providers.imap import ImapProvider
+from integrations.providers.imap import protocol, security
+from integrations.providers.imap.provider import ImapProvider
 from integrations.sync import sync_account
 from tests.dovecot import append_many
 from tests.providers.imap_harness import make_raw
@@ -335,17 +335,17 @@ def test_few_changes_in_a_large_folder_are_read_window_by_window_in_one_batch(im
 def test_vanished_ranges_are_parsed_into_clamped_ranges_without_expanding_them():
     tracemalloc.start()
     try:
-        ranges = imap_module._parse_vanished([b"(EARLIER) 1:20000000", b"7", b"4294967295:90,3:5,junk,5:x"],
-                                             last_uid=1000)
+        ranges = protocol.parse_vanished([b"(EARLIER) 1:20000000", b"7", b"4294967295:90,3:5,junk,5:x"],
+                                          last_uid=1000)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 100_000  # 20 million UIDs as ints would be hundreds of MB
     assert ranges == [(1, 1000)]  # 3:5, 7 and 90:4294967295 merge into the clamped 1:1000
 
-    ranges = imap_module._parse_vanished([b"(EARLIER) 9:3,12,14:15,2000:3000"], last_uid=20)
+    ranges = protocol.parse_vanished([b"(EARLIER) 9:3,12,14:15,2000:3000"], last_uid=20)
     assert ranges == [(3, 9), (12, 12), (14, 15)]
-    assert imap_module._parse_vanished([b"0:0", b"", b"(EARLIER)"], last_uid=20) == []
+    assert protocol.parse_vanished([b"0:0", b"", b"(EARLIER)"], last_uid=20) == []
 
 
 def test_expunges_become_ref_ranges(imap_user, user):
@@ -377,20 +377,20 @@ def test_expunges_become_ref_ranges(imap_user, user):
 def test_loopback_hosts_may_skip_tls_in_debug_only(host, settings):
     settings.ALLOW_INSECURE_IMAP = False
     settings.DEBUG = True
-    assert imap_module.insecure_refusal(host, "none") is None
+    assert security.insecure_refusal(host, "none") is None
     settings.DEBUG = False
-    assert "ALLOW_INSECURE_IMAP" in imap_module.insecure_refusal(host, "none")
-    assert imap_module.insecure_refusal(host, "ssl") is None and imap_module.insecure_refusal(host, "starttls") is None
+    assert "ALLOW_INSECURE_IMAP" in security.insecure_refusal(host, "none")
+    assert security.insecure_refusal(host, "ssl") is None and security.insecure_refusal(host, "starttls") is None
 
 
 @pytest.mark.parametrize("host", ["imap.example.org", "10.0.0.1", "127.0.0.1.nip.io", "localhost.example.org",
                                   "::ffff:10.0.0.1", "0.0.0.0"])
 def test_other_hosts_need_allow_insecure_imap_even_in_debug(host, settings):
     settings.ALLOW_INSECURE_IMAP, settings.DEBUG = False, True
-    refusal = imap_module.insecure_refusal(host, "none")
+    refusal = security.insecure_refusal(host, "none")
     assert refusal and host in refusal and "ssl or starttls" in refusal
     settings.ALLOW_INSECURE_IMAP = True
-    assert imap_module.insecure_refusal(host, "none") is None
+    assert security.insecure_refusal(host, "none") is None
 
 
 def test_security_none_is_refused_before_connecting(imap_user, user, settings):
@@ -525,10 +525,10 @@ def test_an_internaldate_in_year_9999_falls_back_to_the_date_header(user):
     assert message.received_at.year == 2026
 
     early = dt.datetime(1, 1, 1, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
-    assert imap_module._utc_internal_date(early) is None  # underflows in UTC
+    assert protocol.utc_internal_date(early) is None  # underflows in UTC
     west = dt.timezone(dt.timedelta(hours=-5))
-    assert imap_module._utc_internal_date(dt.datetime(9999, 12, 31, 23, tzinfo=west)) is None
-    assert imap_module._utc_internal_date(dt.datetime(2026, 10, 2, 12, tzinfo=dt.timezone(dt.timedelta(hours=2)))) == \
+    assert protocol.utc_internal_date(dt.datetime(9999, 12, 31, 23, tzinfo=west)) is None
+    assert protocol.utc_internal_date(dt.datetime(2026, 10, 2, 12, tzinfo=dt.timezone(dt.timedelta(hours=2)))) == \
         dt.datetime(2026, 10, 2, 10, tzinfo=dt.UTC)
-    assert imap_module._utc_internal_date(dt.datetime(2026, 10, 2, 12)) is None  # naive: unknown zone
-    assert imap_module._utc_internal_date("31-Dec-9999") is None
+    assert protocol.utc_internal_date(dt.datetime(2026, 10, 2, 12)) is None  # naive: unknown zone
+    assert protocol.utc_internal_date("31-Dec-9999") is None

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from integrations.accounts import check_credentials, save_credentials
 from integrations.models import ProviderAccount
 from integrations.providers.base import ProviderError
-from integrations.providers.imap import SECURITY_CHOICES, insecure_refusal
+from integrations.providers.imap.security import SECURITY_CHOICES, insecure_refusal
 
 
 class Command(BaseCommand):
