@@ -58,41 +58,34 @@ def quoted_semicolons_disposition(size: int) -> bytes:
     )
 
 
-def deep_boundary_nesting(size: int) -> bytes:
-    unit_size = len(b"--b00000\nContent-Type: multipart/mixed; boundary=b00000\n\n")
-    depth = max(1, size // unit_size)
+def _nested(depth: int, innermost: bytes) -> bytes:
+    """``depth`` multiparts, each the only part of the one around it, then ``innermost`` (a part's
+    headers and body) inside the deepest."""
     parts = [HEADERS, b"Content-Type: multipart/mixed; boundary=b0\n\n"]
     for level in range(1, depth):
         parts.append(b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (level - 1, level))
-    parts.append(b"--b%d\nContent-Type: text/plain\n\ninnermost\n" % (depth - 1))
+    parts.append(b"--b%d\n" % (depth - 1) + innermost)
     return b"".join(parts)
+
+
+def deep_boundary_nesting(size: int) -> bytes:
+    unit_size = len(b"--b00000\nContent-Type: multipart/mixed; boundary=b00000\n\n")
+    return _nested(max(1, size // unit_size), b"Content-Type: text/plain\n\ninnermost\n")
 
 
 def nesting_times_lines(size: int) -> bytes:
     """50 nested multiparts (the depth cap), then the bulk as short lines in the innermost part."""
-    parts = [HEADERS, b"Content-Type: multipart/mixed; boundary=b0\n\n"]
-    for level in range(1, 50):
-        parts.append(b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (level - 1, level))
-    parts.append(b"--b49\nContent-Type: text/plain\n\n" + _repeat(b"x\n", size))
-    return b"".join(parts)
+    return _nested(50, b"Content-Type: text/plain\n\n" + _repeat(b"x\n", size))
 
 
 def nesting_times_dash_lines(size: int) -> bytes:
     """As above, with lines that start like a boundary ("--x"): every one is tested against them."""
-    parts = [HEADERS, b"Content-Type: multipart/mixed; boundary=b0\n\n"]
-    for level in range(1, 50):
-        parts.append(b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (level - 1, level))
-    parts.append(b"--b49\nContent-Type: text/plain\n\n" + _repeat(b"--b4\t-\n", size))
-    return b"".join(parts)
+    return _nested(50, b"Content-Type: text/plain\n\n" + _repeat(b"--b4\t-\n", size))
 
 
 def cut_then_blank_lines(size: int) -> bytes:
     """Past the depth limit, no text anywhere: the search for a fallback body reads every line."""
-    parts = [HEADERS, b"Content-Type: multipart/mixed; boundary=b0\n\n"]
-    for level in range(1, 60):
-        parts.append(b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (level - 1, level))
-    parts.append(b"--b59\nContent-Type: image/png\n\n" + _repeat(b"\n", size))
-    return b"".join(parts)
+    return _nested(60, b"Content-Type: image/png\n\n" + _repeat(b"\n", size))
 
 
 def delivery_status_blocks(size: int) -> bytes:
