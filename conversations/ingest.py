@@ -286,14 +286,25 @@ def _resolve(messages: list[ParsedMessage], own: set[str]) -> dict[str, Resoluti
     20,000 contacts and companies; past the cap, addresses only match existing contacts.
     """
     limit = settings.CRM_MAX_CONTACTS_PER_MESSAGE
-    wanted: list[AddressToResolve] = []
+    # One entry per distinct address (a batch repeats the same few hundred many times): it may
+    # create if any of its occurrences may, and keeps the first display name seen.
+    wanted: dict[str, AddressToResolve] = {}
     for message in messages:
         for position, (_role, address) in enumerate(message.participants()):
-            if address.value not in own and not is_ignored_address(address.value):
-                wanted.append(AddressToResolve(
-                    address.kind.value, address.value, address.display_name, may_create=position < limit
-                ))
-    return resolve_addresses(wanted)
+            may_create = position < limit
+            known = wanted.get(address.value)
+            if known is not None:
+                if (known.may_create or not may_create) and (known.display_name or not address.display_name):
+                    continue
+                wanted[address.value] = dataclasses.replace(
+                    known, may_create=known.may_create or may_create,
+                    display_name=known.display_name or address.display_name,
+                )
+            elif address.value not in own and not is_ignored_address(address.value):
+                wanted[address.value] = AddressToResolve(
+                    address.kind.value, address.value, address.display_name, may_create=may_create
+                )
+    return resolve_addresses(wanted.values())
 
 
 def _assign_conversations(
