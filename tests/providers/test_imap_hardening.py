@@ -461,6 +461,17 @@ def test_a_non_ascii_password_logs_in_with_utf8(unicode_user, user):
     assert sync_account(account.pk).status == "succeeded"
 
 
+def test_the_connection_sends_small_commands_without_delay(unicode_user, user):
+    # Nagle's algorithm holds a command sent right after another (AUTHENTICATE's second step)
+    # for a delayed ACK: 40 ms on every sync. The socket must not use it.
+    import socket
+
+    account = make_account(unicode_user, user, password=PASSWORD)
+    with ImapProvider(account) as provider:
+        provider.authenticate()
+        assert provider.client.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
 def test_a_wrong_non_ascii_password_is_an_auth_error_that_shows_none_of_it(unicode_user, user):
     account = make_account(unicode_user, user, password=WRONG_PASSWORD)
     with pytest.raises(AuthError) as failed:
