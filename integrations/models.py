@@ -35,6 +35,14 @@ class ProviderAccount(models.Model):
         REAUTH_REQUIRED = "reauth_required", "Re-authentication required"
         DISABLED = "disabled", "Disabled"
 
+    class Sharing(models.TextChoices):
+        """What teammates see of this account's communications (the owner always sees everything)."""
+
+        PRIVATE = "private", "Private: only the owner"
+        METADATA = "metadata", "Metadata: participants and time"
+        SUBJECT = "subject", "Subject: metadata and subject"
+        EVERYTHING = "everything", "Everything: also body and attachments"
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_accounts")
     provider = models.CharField(max_length=20, choices=provider_choices)
     display_name = models.CharField(max_length=200, blank=True)
@@ -44,6 +52,7 @@ class ProviderAccount(models.Model):
     credentials = EncryptedJSONField(blank=True, default=dict, editable=False)
     config = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.CONNECTED)
+    sharing = models.CharField(max_length=10, choices=Sharing.choices, default=Sharing.PRIVATE)
     last_error = models.TextField(blank=True)
     sync_cursor = models.JSONField(
         default=dict, blank=True, help_text="The provider's delta cursor; empty until the backfill completes."
@@ -127,6 +136,7 @@ class SyncRun(models.Model):
         INITIAL = "initial", "Initial backfill"
         DELTA = "delta", "Delta"
         FULL_RESYNC = "full_resync", "Full resync"
+        HISTORICAL = "historical", "Historical range"
 
     account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="sync_runs")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
@@ -139,6 +149,14 @@ class SyncRun(models.Model):
     skipped = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     api_calls = models.PositiveIntegerField(default=0)
+    # Progress in the provider's own units (messages for IMAP, bytes for mbox): done of total.
+    progress_done = models.PositiveBigIntegerField(default=0)
+    progress_total = models.PositiveBigIntegerField(null=True, blank=True)
+    # A historical run covers [since, until) and never moves the delta cursor; ``state`` is
+    # where it stands (chunk and page token), so an interrupted run resumes there.
+    since = models.DateTimeField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    state = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     claim_token = models.CharField(max_length=32, blank=True, editable=False)
 

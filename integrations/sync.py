@@ -283,9 +283,11 @@ class _Sync:
             self.fetched, self.totals.created, self.totals.updated, self.totals.skipped, self.failed
         )
         run.api_calls = self.provider.api_calls
-        run.save(update_fields=["fetched", "created", "updated", "skipped", "failed", "api_calls"])
+        done, total = batch.progress if batch.progress else (self.fetched, None)
+        run.progress_done, run.progress_total = done, total
+        run.save(update_fields=["fetched", "created", "updated", "skipped", "failed", "api_calls", "progress_done",
+                                "progress_total"])
         if self.progress is not None:
-            done, total = batch.progress if batch.progress else (self.fetched, None)
             self.progress(done, total)
 
     # --- outcome -------------------------------------------------------------------------

@@ -171,6 +171,8 @@ def test_progress_is_reported_per_batch(harness):
     assert len(seen) >= 3
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert seen[-1][0] == seen[-1][1]
+    run = last_run(account)  # what the status API shows while it runs
+    assert (run.progress_done, run.progress_total) == seen[-1]
 
 
 def test_the_provider_is_never_changed(harness):
