@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import BooleanField, Case, Q, QuerySet, Value, When
+from django.db.models import BooleanField, Case, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -14,12 +14,25 @@ from crmext.pagination import EstimatedCountPaginator, LargeTableChangeList
 
 
 class LargeTableAdmin(admin.ModelAdmin):
+    """Synced data on big tables: estimated counts, and read-only.
+
+    Rows are written by syncs, never by hand: nothing is added here and no field is
+    edited (the next sync would overwrite an edit, and an edit would mislead the CRM).
+    """
+
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     list_per_page = 50
 
     def get_changelist(self, request: HttpRequest, **kwargs: object) -> type[LargeTableChangeList]:
         return LargeTableChangeList
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        concrete = [field.name for field in self.model._meta.concrete_fields]
+        return [*concrete, *(f for f in super().get_readonly_fields(request, obj) if f not in concrete)]
 
 
 def with_content_visibility(queryset: QuerySet, request: HttpRequest, owner_path: str) -> QuerySet:
@@ -39,7 +52,11 @@ class ParticipantInline(admin.TabularInline):
     model = Participant
     extra = 0
     fields = ["role", "kind", "address", "display_name", "contact", "company", "is_owner"]
-    raw_id_fields = ["contact", "company"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 class AttachmentInline(admin.TabularInline):
@@ -47,6 +64,10 @@ class AttachmentInline(admin.TabularInline):
     extra = 0
     fields = ["filename", "content_type", "size", "sha256", "inline", "stored_name"]
     readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 class CommunicationInline(admin.TabularInline):
@@ -88,6 +109,10 @@ class ConversationAdmin(LargeTableAdmin):
     def get_exclude(self, request: HttpRequest, obj: object = None) -> list[str]:
         return [] if can_view_all_content(request.user) else ["subject"]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        readonly = super().get_readonly_fields(request, obj)
+        return readonly if can_view_all_content(request.user) else [f for f in readonly if f != "subject"]
+
     @admin.display(description="Conversation", ordering="subject")
     def title(self, obj: Conversation) -> str:
         return obj.title if _visible(obj) else str(obj)
@@ -101,7 +126,7 @@ class CommunicationAdmin(LargeTableAdmin):
     """Content (subject, body, preview, attachments) of another user's account shows only to
     superusers and staff with view_all_content; other staff see the metadata."""
 
-    list_display = ["title", "account", "channel", "direction", "sent_at", "deleted_at"]
+    list_display = ["title", "sender", "account", "channel", "direction", "sent_at", "deleted_at"]
     list_filter = ["channel", "direction", ("deleted_at", admin.EmptyFieldListFilter)]
     list_select_related = ["account"]
     search_fields = ["subject"]
@@ -128,7 +153,14 @@ class CommunicationAdmin(LargeTableAdmin):
         return super().get_search_results(request, queryset, search_term)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return with_content_visibility(super().get_queryset(request), request, "account__owner_id")
+        senders = Participant.objects.filter(communication=OuterRef("pk"), role=Participant.Role.FROM)
+        queryset = super().get_queryset(request).annotate(sender_address=Subquery(senders.values("address")[:1]))
+        return with_content_visibility(queryset, request, "account__owner_id")
+
+    @admin.display(description="From")
+    def sender(self, obj: Communication) -> str:
+        # Who wrote it is metadata: shown to every staff user.
+        return getattr(obj, "sender_address", None) or "-"
 
     @admin.display(description="Communication", ordering="subject")
     def title(self, obj: Communication) -> str:

@@ -218,3 +218,17 @@ def test_credentials_survive_dumpdata_and_loaddata(victim_account, tmp_path):
     ProviderAccount.objects.filter(pk=victim_account.pk).update(credentials={})
     call_command("loaddata", str(dump), verbosity=0)
     assert ProviderAccount.objects.get(pk=victim_account.pk).credentials == {"password": SECRET}
+
+
+def test_synced_data_is_read_only_and_lists_show_the_sender(client, victim_account):
+    get_user_model().objects.create_superuser("root", "root@corp.example", "pw-root-123")
+    client.login(username="root", password="pw-root-123")
+    communication = Communication.objects.get(account=victim_account)
+    for model in ("communication", "participant", "attachment", "conversation", "messageref", "threadkey"):
+        assert client.get(reverse(f"admin:conversations_{model}_add")).status_code == 403, model
+    change = _page(client, reverse("admin:conversations_communication_change", args=[communication.pk]))
+    assert 'name="subject"' not in change and 'name="body_text"' not in change
+    assert 'name="participants-0-contact"' not in change  # participants are read-only too
+    assert SUBJECT in change  # shown, not editable
+    listing = _page(client, reverse("admin:conversations_communication_changelist"))
+    assert "carol@acme.com" in listing  # the sender column
