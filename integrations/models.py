@@ -126,7 +126,12 @@ class ProviderAccount(models.Model):
 
 
 class SyncRun(models.Model):
+    """One sync of one account. A run asked for through integrations.tasks.request_sync is
+    created QUEUED and adopted (-> RUNNING) by the worker that claims the account for it; a
+    historical run goes back to QUEUED between its chunks (``queued_at`` says since when)."""
+
     class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
@@ -157,6 +162,9 @@ class SyncRun(models.Model):
     since = models.DateTimeField(null=True, blank=True)
     until = models.DateTimeField(null=True, blank=True)
     state = models.JSONField(null=True, blank=True)
+    # When a QUEUED run was (re)queued; one left queued past SYNC_STALE_CLAIM_SECONDS on a free
+    # account lost its task and is swept (abandoned).
+    queued_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     claim_token = models.CharField(max_length=32, blank=True, editable=False)
 

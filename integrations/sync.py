@@ -26,6 +26,7 @@ from conversations.ingest import (
     remove_ref_ranges,
     remove_refs,
 )
+from crmext.logs import log_context
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.base import (
     AuthError,
@@ -104,43 +105,91 @@ def _save_claimed(account: ProviderAccount, token: str, **fields: object) -> Non
         setattr(account, name, value)
 
 
-def sync_account(account_id: int, *, full: bool = False, progress: Progress | None = None) -> SyncOutcome:
+def sync_account(account_id: int, *, full: bool = False, progress: Progress | None = None,
+                 run_id: int | None = None) -> SyncOutcome:
     """Syncs one account: backfill if it has no cursor (or ``full``), else the delta since its cursor.
 
-    Returns at once with "already_running" when another worker holds the account. Every
-    batch is stored in one transaction with the cursor or page token it advances, so a
-    crash at any point loses nothing and duplicates nothing on the next run.
+    With ``run_id``, runs that QUEUED run (integrations.tasks.request_sync made it) instead:
+    its kind decides what is done, and its row becomes the record of this sync. A run that
+    is no longer queued (another worker adopted it) is left alone: "already_running".
+
+    Returns at once with "already_running" when another worker holds the account (a queued
+    run then stays queued; the holder dispatches it when done). Every batch is stored in one
+    transaction with the cursor or page token it advances, so a crash at any point loses
+    nothing and duplicates nothing on the next run.
     """
     account = ProviderAccount.objects.select_related("owner").filter(pk=account_id).first()
     if account is None:
         return SyncOutcome("not_syncable", message=f"No account {account_id}")
+    queued: SyncRun | None = None
+    if run_id is not None:
+        queued = SyncRun.objects.filter(pk=run_id, account_id=account_id).first()
+        if queued is None or queued.status != SyncRun.Status.QUEUED:
+            state = queued.get_status_display().lower() if queued else "missing"
+            return SyncOutcome("already_running", run_id, f"Run {run_id} of account {account_id} is {state}")
     if account.status in NOT_SYNCABLE:
-        return SyncOutcome("not_syncable", message=f"{account} is {account.get_status_display().lower()}: "
-                                                   f"{account.last_error}")
+        message = f"{account} is {account.get_status_display().lower()}: {account.last_error}"
+        if queued is not None:
+            SyncRun.objects.filter(pk=queued.pk, status=SyncRun.Status.QUEUED).update(
+                status=SyncRun.Status.FAILED, finished_at=timezone.now(), error=message[:4000])
+        return SyncOutcome("not_syncable", run_id, message)
+    # What a run that leaves the account's health alone (a historical one) restores on release.
+    previous_status = account.status if account.status != ProviderAccount.Status.SYNCING else (
+        ProviderAccount.Status.CONNECTED)
     token = claim(account_id)
     if token is None:
-        return SyncOutcome("already_running", message=f"{account} is being synced by another worker")
+        return SyncOutcome("already_running", run_id, f"{account} is being synced by another worker")
+    if queued is not None and not _adopt(queued, token):
+        ProviderAccount.objects.filter(pk=account_id, claim_token=token).update(
+            claim_token="", claimed_at=None, status=previous_status)
+        return SyncOutcome("already_running", run_id, f"Run {run_id} was taken by another worker")
     account.refresh_from_db()
-    return _Sync(account, token, progress).run(full)
+    with log_context(account_id=account.pk, provider=account.provider):  # on every record logged during the run
+        return _Sync(account, token, progress, previous_status).run(full, queued)
+
+
+def _adopt(run: SyncRun, token: str) -> bool:
+    """Queued -> running under this claim, unless another worker adopted the run first."""
+    now = timezone.now()
+    fields: dict[str, object] = {"status": SyncRun.Status.RUNNING, "claim_token": token}
+    if not run.state:  # its first start (a historical run resumed keeps its first start time)
+        fields["started_at"] = now
+    if not SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.QUEUED).update(**fields):
+        return False
+    for name, value in fields.items():
+        setattr(run, name, value)
+    return True
 
 
 class _Sync:
-    def __init__(self, account: ProviderAccount, token: str, progress: Progress | None) -> None:
+    def __init__(self, account: ProviderAccount, token: str, progress: Progress | None,
+                 previous_status: str = ProviderAccount.Status.CONNECTED) -> None:
         self.account = account
         self.token = token
         self.progress = progress
+        self.previous_status = previous_status
         self.totals = BatchResult()
         self.fetched = 0
         self.failed = 0
         self.run_row: SyncRun | None = None
         self.provider: MessageProvider | None = None
 
-    def run(self, full: bool) -> SyncOutcome:
+    def run(self, full: bool, queued: SyncRun | None = None) -> SyncOutcome:
         account = self.account
+        if queued is not None and queued.kind == SyncRun.Kind.HISTORICAL:
+            return self._historical(queued)
+        if queued is not None:
+            full = queued.kind == SyncRun.Kind.FULL_RESYNC
         kind = SyncRun.Kind.FULL_RESYNC if full else (
             SyncRun.Kind.DELTA if account.sync_cursor else SyncRun.Kind.INITIAL
         )
-        self.run_row = SyncRun.objects.create(account=account, kind=kind, claim_token=self.token)
+        if queued is None:
+            self.run_row = SyncRun.objects.create(account=account, kind=kind, claim_token=self.token)
+        else:
+            self.run_row = queued
+            if queued.kind != kind:  # "sync now" of an account without a cursor is its backfill
+                queued.kind = kind
+                queued.save(update_fields=["kind"])
         try:
             self.provider = provider_class(account.provider)(account)
             try:
@@ -164,6 +213,13 @@ class _Sync:
             return SyncOutcome("failed", self.run_row.pk, message)
         self._record_success()
         return SyncOutcome("succeeded", self.run_row.pk, self._summary())
+
+    def _historical(self, run: SyncRun) -> SyncOutcome:
+        self.run_row = run
+        message = "Historical syncs are not implemented yet."
+        self._finish(SyncRun.Status.FAILED, message)
+        self._release(status=self.previous_status)
+        return SyncOutcome("failed", run.pk, message)
 
     # --- phases --------------------------------------------------------------------------
 
@@ -361,7 +417,9 @@ def sweep_stale_runs() -> int:
     """Marks runs whose worker died as abandoned, and frees the accounts they held.
 
     A running sync refreshes its account's claim after every batch; a claim older than
-    SYNC_STALE_CLAIM_SECONDS therefore means its worker is gone. Returns runs marked.
+    SYNC_STALE_CLAIM_SECONDS therefore means its worker is gone. A run queued that long on
+    a free account lost its task (a busy account's holder dispatches its queued runs when
+    done). Returns runs marked.
     """
     stale = _stale_before()
     now = timezone.now()
@@ -384,4 +442,8 @@ def sweep_stale_runs() -> int:
     marked += SyncRun.objects.filter(status=SyncRun.Status.RUNNING, started_at__lt=stale).exclude(
         account__claim_token=F("claim_token")
     ).update(status=SyncRun.Status.ABANDONED, finished_at=now, error="The worker running this sync stopped.")
+    marked += SyncRun.objects.filter(status=SyncRun.Status.QUEUED, queued_at__lt=stale, account__claim_token="").update(
+        status=SyncRun.Status.ABANDONED, finished_at=now,
+        error="This sync was queued but never started (its task was lost); request it again.",
+    )
     return marked

@@ -28,6 +28,7 @@ class Capability(StrEnum):
     FLAGS = "flags"  # reports read/starred changes of stored messages
     DELETIONS = "deletions"  # reports messages removed at the provider
     FOLDER_LABELS = "folder_labels"  # one message may sit in several folders: labels are merged
+    DATE_RANGE = "date_range"  # implements fetch_range(): historical syncs of a date range
 
 
 # --- errors: one family, classified once ---------------------------------------------------
@@ -137,8 +138,15 @@ class MessageProvider:
       CursorExpired when the cursor is no longer valid; the engine then runs one full resync.
     - The engine calls ``fetch_initial`` for the next page from a worker thread while it
       stores the current one (never two calls at once). Providers never touch the database.
-    - Both never change anything on the provider (no flags set, nothing moved or deleted).
-    - Both raise only ProviderError subclasses; anything else is a bug and is recorded as one.
+    - ``fetch_range(since, until, page_token)`` (only with Capability.DATE_RANGE) returns one
+      page of the messages received in [since, until), newest first, for a historical sync.
+      Paging works as in ``fetch_initial``; the token may be resumed in a later run. It never
+      reads or moves the delta cursor: the engine ignores ``Batch.new_cursor`` and
+      ``progress`` of its pages. A provider that can only select by day documents how it
+      narrows that to [since, until). CursorExpired means the page token no longer holds
+      (an IMAP UIDVALIDITY change); the engine then starts the range over.
+    - They never change anything on the provider (no flags set, nothing moved or deleted).
+    - They raise only ProviderError subclasses; anything else is a bug and is recorded as one.
     - ``api_calls`` counts requests made, for the SyncRun.
     - ``close()`` releases connections; it is always called, also after errors.
     """
@@ -160,6 +168,10 @@ class MessageProvider:
 
     def fetch_since(self, cursor: Cursor) -> Batch:
         raise NotImplementedError
+
+    def fetch_range(self, since: dt.datetime, until: dt.datetime, page_token: PageToken | None) -> Batch:
+        """One page of [since, until) (aware UTC datetimes), newest first; see the contract above."""
+        raise NotImplementedError(f"{self.key} does not fetch date ranges (no Capability.DATE_RANGE)")
 
     def close(self) -> None:
         """Releases connections. The default has nothing to release."""
