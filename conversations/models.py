@@ -2,11 +2,40 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
 from django.core.files.storage import default_storage
 from django.db import models
 
 from contacts.models import Company, Contact
 from conversations.messages import AddressKind, Channel, Direction
+
+
+# Text searched per communication: at most this many characters of subject and body. PostgreSQL
+# refuses a tsvector over 1 MB (an insert would fail, and with it the whole batch); 200,000
+# characters are at most 800 KB of UTF-8, whatever the words.
+SEARCH_TEXT_LIMIT = 200_000
+
+
+class SearchDocument(models.Func):
+    """PostgreSQL ``to_tsvector('simple', ...)`` of the given text columns, joined by spaces.
+
+    The GIN index on communications is built on ``SearchDocument("subject", "body_text")``,
+    and text search (conversations.visibility) matches this same expression so that the
+    planner can use it. Constants are in the template, not parameters: the index holds
+    literals, and a query must spell the expression the same way. 'simple' (no stemming,
+    no stop words) because mail is in every language.
+    """
+
+    template = f"to_tsvector('simple'::regconfig, left(%(expressions)s, {SEARCH_TEXT_LIMIT}))"
+    arg_joiner = " || ' ' || "
+    output_field = SearchVectorField()
+
+    def __init__(self, *columns: str) -> None:
+        super().__init__(*(
+            models.Func(models.F(column), template="coalesce(%(expressions)s, '')", output_field=models.TextField())
+            for column in columns
+        ))
 
 
 class Conversation(models.Model):
@@ -94,6 +123,8 @@ class Communication(models.Model):
             models.Index(fields=["channel", "-sent_at"], name="communication_channel_sent_idx"),
             models.Index(fields=["direction", "-sent_at"], name="communication_direction_idx"),
             models.Index(fields=["conversation", "sent_at"], name="communication_thread_idx"),
+            # PostgreSQL only (migration 0003 skips it elsewhere): full-text search of `q`.
+            GinIndex(SearchDocument("subject", "body_text"), name="communication_search_idx"),
         ]
 
     def __str__(self) -> str:

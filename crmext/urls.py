@@ -4,7 +4,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 # Each app's REST API, under /api/v1/ (one line per app's api_urls module).
-api_v1: list = []
+api_v1: list = [
+    path("", include("conversations.api_urls")),
+    path("", include("contacts.api_urls")),
+]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
