@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from conversations.ingest import (
@@ -46,11 +46,14 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int | None], None]
 
 NOT_SYNCABLE = (ProviderAccount.Status.DISABLED, ProviderAccount.Status.REAUTH_REQUIRED)
+# Starts of a historical run in a row that store nothing (errors, dead workers) before it fails.
+HISTORICAL_MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
 class SyncOutcome:
-    """What happened: "succeeded", "failed", "already_running" or "not_syncable"."""
+    """What happened: "succeeded", "failed", "already_running", "not_syncable", or "yielded" (a
+    historical run finished a chunk and is queued again for the next)."""
 
     status: str
     run_id: int | None = None
@@ -66,6 +69,28 @@ def backoff_seconds(failures: int, retry_after: float | None = None) -> float:
     ceiling = min(settings.SYNC_BACKOFF_MAX_SECONDS, settings.SYNC_BACKOFF_BASE_SECONDS * 2 ** max(0, failures - 1))
     delay = random.uniform(ceiling / 2, ceiling)
     return max(delay, retry_after or 0.0)
+
+
+def month_chunks(since: dt.datetime, until: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """[since, until) cut at the start of every month (UTC), newest first: a historical run's chunks."""
+    since, end = since.astimezone(dt.UTC), until.astimezone(dt.UTC)
+    chunks = []
+    while end > since:
+        start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        if start == end:
+            start = (start - dt.timedelta(days=1)).replace(day=1)
+        chunks.append((max(start, since), end))
+        end = start
+    return chunks
+
+
+def _stop_runs(runs: QuerySet[SyncRun], error: str) -> int:
+    """Ends runs whose worker is gone: abandoned, except historical ones, which are re-queued to
+    resume from their state (dispatched when the account's next sync ends)."""
+    now = timezone.now()
+    requeued = runs.filter(kind=SyncRun.Kind.HISTORICAL).update(
+        status=SyncRun.Status.QUEUED, queued_at=now, claim_token="", error=error)
+    return requeued + runs.update(status=SyncRun.Status.ABANDONED, finished_at=now, error=error)
 
 
 def _stale_before() -> dt.datetime:
@@ -88,11 +113,8 @@ def claim(account_id: int) -> str | None:
     if not claimed:
         return None
     # Runs of a previous holder that died are over, whatever they thought.
-    SyncRun.objects.filter(account_id=account_id, status=SyncRun.Status.RUNNING).exclude(claim_token=token).update(
-        status=SyncRun.Status.ABANDONED,
-        finished_at=timezone.now(),
-        error="The worker running this sync stopped without finishing; another worker took over.",
-    )
+    _stop_runs(SyncRun.objects.filter(account_id=account_id, status=SyncRun.Status.RUNNING).exclude(claim_token=token),
+               "The worker running this sync stopped without finishing; another worker took over.")
     return token
 
 
@@ -173,6 +195,8 @@ class _Sync:
         self.failed = 0
         self.run_row: SyncRun | None = None
         self.provider: MessageProvider | None = None
+        self.api_calls_before = 0  # a historical run's calls in its earlier chunks
+        self.chunks: list[tuple[dt.datetime, dt.datetime]] = []
 
     def run(self, full: bool, queued: SyncRun | None = None) -> SyncOutcome:
         account = self.account
@@ -215,11 +239,84 @@ class _Sync:
         return SyncOutcome("succeeded", self.run_row.pk, self._summary())
 
     def _historical(self, run: SyncRun) -> SyncOutcome:
+        """One monthly chunk of a historical run, then the account is yielded: the run goes back
+        to QUEUED (the caller dispatches it again) unless that was its last chunk."""
         self.run_row = run
-        message = "Historical syncs are not implemented yet."
-        self._finish(SyncRun.Status.FAILED, message)
+        # Totals carry over from the run's earlier chunks.
+        self.fetched, self.failed = run.fetched, run.failed
+        self.totals = BatchResult(created=run.created, updated=run.updated, skipped=run.skipped)
+        self.api_calls_before = run.api_calls
+        self.chunks = chunks = month_chunks(run.since, run.until)
+        state = {"chunk": 0, "page_token": None, "attempts": 0, **(run.state or {}), "chunks": len(chunks)}
+        state["attempts"] += 1  # starts that stored nothing yet, in a row: a crash loop ends
+        if state["attempts"] > HISTORICAL_MAX_ATTEMPTS:
+            message = (f"Gave up after {HISTORICAL_MAX_ATTEMPTS} attempts in a row that stored nothing "
+                       f"(last: {run.error or 'the worker stopped'}). Request the same range again to resume.")
+            self._finish(SyncRun.Status.FAILED, message)
+            self._release(status=self.previous_status)
+            return SyncOutcome("failed", run.pk, message)
+        try:
+            self._save_state(state)
+            self.provider = provider_class(self.account.provider)(self.account)
+            try:
+                self._authenticate()
+                if state["chunk"] < len(chunks):
+                    state = self._chunk(chunks, state)
+            finally:
+                self.provider.close()
+        except LostClaim as error:
+            # Whoever took the account over re-queued this run: its row is theirs now.
+            logger.warning("Historical sync of account %s stopped: %s", self.account.pk, error)
+            return SyncOutcome("failed", run.pk, str(error))
+        except BaseException as error:
+            message = self._record_failure(error)
+            if not isinstance(error, Exception):
+                raise
+            return SyncOutcome("failed", run.pk, message)
+        if state["chunk"] >= len(chunks):
+            self._finish(SyncRun.Status.SUCCEEDED, "")
+            self._release(status=self.previous_status)
+            return SyncOutcome("succeeded", run.pk, self._summary())
+        self._finish(SyncRun.Status.QUEUED, "", finished_at=None, claim_token="", queued_at=timezone.now())
         self._release(status=self.previous_status)
-        return SyncOutcome("failed", run.pk, message)
+        return SyncOutcome("yielded", run.pk, f"{state['chunk']} of {len(chunks)} months done; " + self._summary())
+
+    def _chunk(self, chunks: list[tuple[dt.datetime, dt.datetime]], state: dict) -> dict:
+        """Fetches the rest of the current chunk, from its page token; returns the new state.
+        Each page is stored in one transaction with the state it moves the run to."""
+        assert self.provider is not None
+        since, until = chunks[state["chunk"]]
+        page_token = state["page_token"]
+        while True:
+            try:
+                batch = self.provider.fetch_range(since, until, page_token)
+            except CursorExpired as error:
+                if page_token is None:
+                    raise  # a chunk from its start cannot have a stale position: a provider bug
+                logger.info("Historical sync of account %s restarts %s: %s", self.account.pk, state["month"], error)
+                page_token = None
+                continue
+            if batch.next_page_token is None:
+                state = {**state, "chunk": state["chunk"] + 1, "page_token": None, "attempts": 0}
+            else:
+                state = {**state, "page_token": batch.next_page_token, "attempts": 0}
+            with transaction.atomic():
+                self._store(batch)
+                _save_claimed(self.account, self.token)  # fences the state write below
+                self._save_state(state)
+            self._report(batch, progress=(state["chunk"], len(chunks)))
+            if batch.next_page_token is None:
+                return state
+            page_token = batch.next_page_token
+
+    def _save_state(self, state: dict) -> None:
+        assert self.run_row is not None
+        chunks = self.chunks
+        # The month being fetched (None once done), for whoever shows the run.
+        state["month"] = f"{chunks[state['chunk']][0]:%Y-%m}" if state["chunk"] < len(chunks) else None
+        if not SyncRun.objects.filter(pk=self.run_row.pk, claim_token=self.token).update(state=state):
+            raise LostClaim(f"run {self.run_row.pk} was taken over by another worker")
+        self.run_row.state = state
 
     # --- phases --------------------------------------------------------------------------
 
@@ -332,14 +429,15 @@ class _Sync:
         self.totals += result
         self.fetched += len(batch.messages)
 
-    def _report(self, batch: Batch) -> None:
+    def _report(self, batch: Batch, progress: tuple[int, int] | None = None) -> None:
+        """Saves the run's counts and progress (``progress``, else the batch's, else messages)."""
         assert self.run_row is not None and self.provider is not None
         run = self.run_row
         run.fetched, run.created, run.updated, run.skipped, run.failed = (
             self.fetched, self.totals.created, self.totals.updated, self.totals.skipped, self.failed
         )
-        run.api_calls = self.provider.api_calls
-        done, total = batch.progress if batch.progress else (self.fetched, None)
+        run.api_calls = self.api_calls_before + self.provider.api_calls
+        done, total = progress or batch.progress or (self.fetched, None)
         run.progress_done, run.progress_total = done, total
         run.save(update_fields=["fetched", "created", "updated", "skipped", "failed", "api_calls", "progress_done",
                                 "progress_total"])
@@ -355,16 +453,19 @@ class _Sync:
             summary += f", {self.failed} quarantined (could not be stored; see Quarantined messages)"
         return summary
 
-    def _finish(self, status: str, error: str) -> None:
+    def _finish(self, status: str, error: str, **extra: object) -> None:
+        """Records the run's outcome, unless it was handed to another worker meanwhile."""
         assert self.run_row is not None
-        run = self.run_row
-        run.status, run.error, run.finished_at = status, error[:4000], timezone.now()
-        run.fetched, run.created, run.updated, run.skipped, run.failed = (
-            self.fetched, self.totals.created, self.totals.updated, self.totals.skipped, self.failed
-        )
+        fields: dict[str, object] = {
+            "status": status, "error": error[:4000], "finished_at": timezone.now(), "fetched": self.fetched,
+            "created": self.totals.created, "updated": self.totals.updated, "skipped": self.totals.skipped,
+            "failed": self.failed, **extra,
+        }
         if self.provider is not None:
-            run.api_calls = self.provider.api_calls
-        run.save()
+            fields["api_calls"] = self.api_calls_before + self.provider.api_calls
+        SyncRun.objects.filter(pk=self.run_row.pk, claim_token=self.token).update(**fields)
+        for name, value in fields.items():
+            setattr(self.run_row, name, value)
 
     def _release(self, **fields: object) -> None:
         fields.update(claim_token="", claimed_at=None)
@@ -404,7 +505,13 @@ class _Sync:
             message = f"Internal error ({type(error).__name__}); retrying at {next_sync_at:%Y-%m-%d %H:%M:%S} UTC."
         else:
             message, next_sync_at = f"Interrupted ({type(error).__name__}); it resumes on the next sync.", now
-        self._finish(SyncRun.Status.FAILED, message)
+        assert self.run_row is not None
+        if self.run_row.kind == SyncRun.Kind.HISTORICAL and next_sync_at is not None:
+            # Retried from its state once the account's next sync (at next_sync_at, after the
+            # backoff) dispatches it; the account's own health is what the error says.
+            self._finish(SyncRun.Status.QUEUED, message, finished_at=None, claim_token="", queued_at=next_sync_at)
+        else:
+            self._finish(SyncRun.Status.FAILED, message)
         self._release(status=status, last_error=message, consecutive_failures=failures, next_sync_at=next_sync_at)
         return message
 
@@ -434,14 +541,11 @@ def sweep_stale_runs() -> int:
                 last_error="The last sync stalled (its worker stopped responding); it will be retried.",
             )
             if freed:
-                marked += SyncRun.objects.filter(account_id=account_id, status=SyncRun.Status.RUNNING).update(
-                    status=SyncRun.Status.ABANDONED, finished_at=now,
-                    error="The worker running this sync stopped responding.",
-                )
+                marked += _stop_runs(SyncRun.objects.filter(account_id=account_id, status=SyncRun.Status.RUNNING),
+                                     "The worker running this sync stopped responding.")
     # Runs left "running" without any claim behind them (a claim released by a takeover).
-    marked += SyncRun.objects.filter(status=SyncRun.Status.RUNNING, started_at__lt=stale).exclude(
-        account__claim_token=F("claim_token")
-    ).update(status=SyncRun.Status.ABANDONED, finished_at=now, error="The worker running this sync stopped.")
+    marked += _stop_runs(SyncRun.objects.filter(status=SyncRun.Status.RUNNING, started_at__lt=stale).exclude(
+        account__claim_token=F("claim_token")), "The worker running this sync stopped.")
     marked += SyncRun.objects.filter(status=SyncRun.Status.QUEUED, queued_at__lt=stale, account__claim_token="").update(
         status=SyncRun.Status.ABANDONED, finished_at=now,
         error="This sync was queued but never started (its task was lost); request it again.",

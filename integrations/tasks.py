@@ -44,16 +44,35 @@ class SyncInProgress(Exception):
 
 
 def run_sync(account_id: int, full: bool = False, run_id: int | None = None) -> str:
-    """The queued task: one sync of one account (``run_id``: that queued run). Afterwards the
-    account's other queued runs are dispatched. Returns the outcome as text for the task log."""
+    """The queued task: one sync of one account (``run_id``: that queued run), then the account's
+    other queued runs are dispatched. Returns the outcome as text for the task log.
+
+    A historical run yields the account after each chunk: if the account's delta is due it
+    runs here, before the historical run's next chunk is dispatched, so deltas are never
+    starved by a long historical sync.
+    """
     outcome: SyncOutcome = sync_account(account_id, full=full, run_id=run_id)
+    if outcome.status == "already_running" and run_id is None:
+        # The scheduled sync did not happen. If the holder is a historical run (which leaves
+        # next_sync_at alone), the delta is still due: un-lease it, so that the holder's next
+        # yield runs it. Any other holder sets next_sync_at itself when it ends.
+        ProviderAccount.objects.filter(pk=account_id, next_sync_at__gt=timezone.now()).exclude(
+            claim_token="").update(next_sync_at=timezone.now())
+    elif outcome.status == "yielded" and delta_due(account_id):
+        sync_account(account_id)
     if outcome.status != "already_running":
         dispatch_queued_runs(account_id)
     return f"{outcome.status}: {outcome.message}"
 
 
+def delta_due(account_id: int) -> bool:
+    """Whether the account's scheduled sync is due (and it can sync)."""
+    return ProviderAccount.objects.filter(pk=account_id, next_sync_at__lte=timezone.now()).exclude(
+        status__in=NOT_SYNCABLE).exists()
+
+
 def request_sync(account: ProviderAccount, *, kind: str, since: dt.date | dt.datetime | None = None,
-                 until: dt.date | dt.datetime | None = None) -> SyncRun:
+                 until: dt.date | dt.datetime | None = None, dispatch: bool = True) -> SyncRun:
     """Queues a sync of ``account`` and returns its SyncRun (status "queued").
 
     ``kind``: "delta" (what the scheduler does: the delta, or the backfill while there is no
@@ -64,7 +83,8 @@ def request_sync(account: ProviderAccount, *, kind: str, since: dt.date | dt.dat
     Raises ValueError for a bad kind or range, NotSyncable for an account that is disabled or
     needs re-authentication, SyncInProgress when a run of the account is queued or running.
     The check and the insert are made under a write lock on the account row, so two requests
-    at once queue one run. The task is enqueued once the transaction commits.
+    at once queue one run. The task is enqueued once the transaction commits (``dispatch=False``:
+    not at all, for a caller that runs it inline with ``sync_account(..., run_id=run.pk)``).
     """
     run_kind = REQUEST_KINDS.get(kind)
     if run_kind is None:
@@ -98,7 +118,8 @@ def request_sync(account: ProviderAccount, *, kind: str, since: dt.date | dt.dat
             account=account, kind=run_kind, status=SyncRun.Status.QUEUED, queued_at=timezone.now(),
             since=since, until=until, state=_resumable_state(account, run_kind, since, until),
         )
-        transaction.on_commit(lambda: _enqueue_run(account.pk, run.pk))
+        if dispatch:
+            transaction.on_commit(lambda: _enqueue_run(account.pk, run.pk))
     return run
 
 
