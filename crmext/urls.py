@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 # Each app's REST API, under /api/v1/ (one line per app's api_urls module).
 api_v1: list = [
+    path("", include("integrations.api_urls")),
     path("", include("conversations.api_urls")),
     path("", include("contacts.api_urls")),
 ]

@@ -43,6 +43,7 @@ from integrations.providers.base import (
     PageToken,
     PermanentError,
 )
+from integrations.providers.connect import UploadConnect
 
 logger = logging.getLogger(__name__)
 
@@ -278,6 +279,8 @@ class MboxProvider(MessageProvider):
     key = "mbox"
     display_name = "Mbox import"
     capabilities = frozenset({Capability.EMAIL})
+    connect = UploadConnect("An mbox import is connected by uploading the file on the Connections page, or on the "
+                            "server with manage.py import_mbox.")
     page_size = 500
     # How long the file must have been left alone before its last message counts as complete.
     settle_seconds = 5.0

@@ -9,9 +9,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from integrations.accounts import check_credentials, save_credentials
+from integrations.accounts import connect_account, same_account
 from integrations.models import ProviderAccount
 from integrations.providers.base import ProviderError
+from integrations.providers.imap.connect import ImapConnect
 from integrations.providers.imap.security import SECURITY_CHOICES, insecure_refusal
 
 
@@ -50,20 +51,16 @@ class Command(BaseCommand):
                                   "username": options["username"]}
         if options["folders"]:
             config["folders"] = options["folders"]
-        address = options["email"] or (options["username"] if "@" in options["username"] else "")
-        account = ProviderAccount.objects.filter(
-            owner=owner, provider="imap", config__host=options["host"], config__username=options["username"]
-        ).first() or ProviderAccount(owner=owner, provider="imap")
+        account = same_account(owner, "imap", config) or ProviderAccount(owner=owner, provider="imap")
         account.config = {**account.config, **config}
-        account.external_address = address or account.external_address
-        account.display_name = account.display_name or f"{options['username']} on {options['host']}"
-        account.credentials = {"password": password}
+        defaults = ImapConnect().account_defaults(config)
+        account.external_address = options["email"] or defaults["external_address"] or account.external_address
+        account.display_name = account.display_name or defaults["display_name"]
+        created = account.pk is None
         try:
-            check_credentials(account)
+            connect_account(account, {"password": password})
         except ProviderError as error:
             raise CommandError(f"Login test failed, nothing saved: {error}") from None
-        created = account.pk is None
-        save_credentials(account, {"password": password})
         self.stderr.write(f"{'Created' if created else 'Updated'} IMAP account; login test passed.")
         self.stdout.write(str(account.pk))
 

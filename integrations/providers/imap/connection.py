@@ -22,12 +22,15 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from integrations.providers.base import AuthError, MessageProvider, PermanentError, ProviderError, TransientError
+from integrations.providers.imap.connect import ImapConnect
 from integrations.providers.imap.security import SECURITY_CHOICES, insecure_refusal
 
 
 class ImapConnection(MessageProvider):
     """The connection half of ImapProvider (see there for ``config`` and ``credentials``):
     it implements ``authenticate()`` and ``close()``; ``api_calls`` counts every server call."""
+
+    connect = ImapConnect()  # a form of settings and a password, tested before it is saved
 
     def __init__(self, account: Any) -> None:
         super().__init__(account)
