@@ -1,6 +1,8 @@
 """Composes every app's routes; the apps own their views, APIs and webhooks."""
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 # Each app's REST API, under /api/v1/ (one line per app's api_urls module).
@@ -10,9 +12,25 @@ api_v1: list = [
     path("", include("contacts.api_urls")),
 ]
 
+# Django's own sign-in views; no self sign-up and no password reset by mail (accounts come
+# from an administrator). Logout is POST only.
+auth_urls = [
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password/", auth_views.PasswordChangeView.as_view(template_name="registration/password_change.html"),
+         name="password_change"),
+    path("password/done/", auth_views.PasswordChangeDoneView.as_view(
+        template_name="registration/password_change_complete.html"), name="password_change_done"),
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Web pages
+    path("accounts/", include(auth_urls)),
+    path("connections/", include("integrations.urls")),
+    path("communications/", include("conversations.urls")),
+    path("", RedirectView.as_view(pattern_name="integrations:connections"), name="home"),
 ]

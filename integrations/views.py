@@ -1,0 +1,227 @@
+"""The Connections pages: accounts with their health and live sync progress, connecting,
+reconnecting, sharing, disconnecting, and mbox uploads.
+
+Thin views: forms validate, integrations.accounts and integrations.tasks.request_sync do
+the work. Every account is looked up among the signed-in user's own (404 otherwise).
+"""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_POST
+
+from conversations.models import Communication
+from integrations.accounts import disconnect_account, update_account
+from integrations.api.serializers import current_run
+from integrations.forms import (
+    ConnectForm,
+    DisconnectForm,
+    ImportDirUploadHandler,
+    MboxUploadForm,
+    ReconnectForm,
+    SharingForm,
+)
+from integrations.models import ProviderAccount, SyncRun
+from integrations.providers.connect import ConnectMethod, connect_method
+from integrations.providers.registry import PROVIDERS
+from integrations.tasks import ACTIVE, NotSyncable, SyncInProgress, request_sync
+
+RUNS_SHOWN = 50
+
+
+def _accounts(request: HttpRequest) -> QuerySet[ProviderAccount]:
+    """The user's accounts, with their message count and queued or running syncs."""
+    count = (Communication.objects.filter(account=OuterRef("pk"), deleted_at__isnull=True).order_by()
+             .values("account").annotate(count=Count("pk")).values("count"))
+    return ProviderAccount.objects.filter(owner=request.user).annotate(
+        message_count=Coalesce(Subquery(count, output_field=IntegerField()), Value(0)),
+    ).prefetch_related(
+        Prefetch("sync_runs", queryset=SyncRun.objects.filter(status__in=ACTIVE).order_by("-id"),
+                 to_attr="active_runs"),
+    )
+
+
+def _account(request: HttpRequest, pk: int) -> ProviderAccount:
+    return get_object_or_404(_accounts(request), pk=pk)
+
+
+def _method(provider: str) -> ConnectMethod:
+    try:
+        return connect_method(provider)
+    except LookupError:
+        raise Http404(f"No provider {provider!r}") from None
+
+
+def _describe(account: ProviderAccount) -> ProviderAccount:
+    """Adds what the templates show: the connect method, the current run and the sharing form."""
+    account.method = _method(account.provider)
+    account.provider_label = PROVIDERS.get(account.provider, (account.provider,))[0]
+    account.unavailable = not account.method.is_configured()
+    account.current_run = current_run(account)
+    account.sharing_form = SharingForm(instance=account, auto_id=f"id_%s_{account.pk}")
+    account.retry_pending = account.next_sync_at is not None and account.next_sync_at > timezone.now()
+    return account
+
+
+# The health labels, for the progress script that updates badges.
+STATUS_LABELS = dict(ProviderAccount.Status.choices)
+
+
+def _back(request: HttpRequest, default: str) -> HttpResponse:
+    """Back to the page the form was on (a local URL only), else ``default``."""
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        target = default
+    return redirect(target)
+
+
+@login_required
+def connections(request: HttpRequest) -> HttpResponse:
+    accounts = [_describe(account) for account in _accounts(request)]
+    options = []
+    for key, (label, _path) in PROVIDERS.items():
+        method = _method(key)
+        if method.kind != "none":
+            options.append({"key": key, "label": label, "method": method, "available": method.is_configured()})
+    return render(request, "integrations/connections.html", {"accounts": accounts, "options": options,
+                                                              "status_labels": STATUS_LABELS})
+
+
+@login_required
+def connect(request: HttpRequest, provider: str) -> HttpResponse:
+    """Connects a new account of ``provider`` the way it declares: a form, a sign-in redirect, or an upload."""
+    method = _method(provider)
+    if method.kind == "upload":
+        return redirect("integrations:upload")
+    if method.kind not in ("credentials", "oauth"):
+        raise Http404(f"{provider} accounts cannot be connected here")
+    label = PROVIDERS[provider][0]
+    if not method.is_configured():
+        messages.warning(request, f"{label} is unavailable: its app credentials are not configured on this "
+                                  "server. Ask an administrator to set them.")
+        return redirect("integrations:connections")
+    if method.kind == "oauth":
+        if request.method != "POST":  # the redirect starts a sign-in: only from a form (CSRF-protected)
+            return render(request, "integrations/connect_oauth.html", {"label": label, "provider": provider})
+        return redirect(method.start(request))
+    form = ConnectForm(request.POST or None, method=method, provider=provider, owner=request.user)
+    if request.method == "POST" and form.is_valid() and (account := form.connect()) is not None:
+        messages.success(request, f"Connected {account}. The login worked; its first sync has started.")
+        _start_sync(request, account)
+        return redirect("integrations:connections")
+    return render(request, "integrations/connect.html", {"form": form, "label": label})
+
+
+def _start_sync(request: HttpRequest, account: ProviderAccount) -> SyncRun | None:
+    try:
+        return request_sync(account, kind="delta")
+    except (NotSyncable, SyncInProgress) as error:
+        messages.info(request, str(error))
+    return None
+
+
+@csrf_exempt  # the upload handlers must be set before anything reads the body; csrf_protect below checks it
+@login_required
+def upload(request: HttpRequest) -> HttpResponse:
+    """An mbox file or a Takeout archive, streamed into MBOX_IMPORT_DIR and imported by a queued sync."""
+    if request.method == "POST":
+        request.upload_handlers = [ImportDirUploadHandler(request)]
+    return _upload(request)
+
+
+@csrf_protect
+def _upload(request: HttpRequest) -> HttpResponse:
+    form = MboxUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        for account in form.save(request.user):
+            _start_sync(request, account)
+            messages.success(request, f"Uploaded {account}: its import has started.")
+        return redirect("integrations:connections")
+    return render(request, "integrations/upload.html", {"form": form})
+
+
+@login_required
+def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    account = _describe(_account(request, pk))
+    runs = list(account.sync_runs.order_by("-started_at", "-id")[:RUNS_SHOWN])
+    return render(request, "integrations/account.html", {
+        "account": account, "runs": runs, "more_runs": len(runs) == RUNS_SHOWN,
+        "quarantined": account.quarantined_messages.count(),
+        "settings": [(name.replace("_", " ").capitalize(), ", ".join(map(str, value)) if isinstance(value, list)
+                      else value) for name, value in account.method.public_config(account.config or {}).items()],
+        "status_labels": STATUS_LABELS,
+    })
+
+
+@login_required
+@require_POST
+def sync_now(request: HttpRequest, pk: int) -> HttpResponse:
+    account = _account(request, pk)
+    try:
+        run = request_sync(account, kind="delta")
+    except NotSyncable as error:
+        messages.error(request, str(error))
+    except SyncInProgress as busy:
+        messages.info(request, str(busy))
+    else:
+        run.refresh_from_db()
+        if run.status == SyncRun.Status.SUCCEEDED:  # a worker ran it at once
+            messages.success(request, f"Synced {account}: {run.created:,} new, {run.updated:,} updated.")
+        elif run.status == SyncRun.Status.FAILED:
+            messages.error(request, f"The sync of {account} failed: {run.error}")
+        else:
+            messages.success(request, f"A sync of {account} has started.")
+    return _back(request, reverse("integrations:connections"))
+
+
+@login_required
+def reconnect(request: HttpRequest, pk: int) -> HttpResponse:
+    account = _describe(_account(request, pk))
+    method = account.method
+    if method.kind == "upload":
+        return render(request, "integrations/reconnect.html", {"account": account})
+    if method.kind == "oauth":
+        if request.method == "POST" and not account.unavailable:
+            return redirect(method.start(request))
+        return render(request, "integrations/reconnect.html", {"account": account})
+    form = ReconnectForm(request.POST or None, method=method, account=account)
+    if request.method == "POST" and form.is_valid() and form.reconnect() is not None:
+        messages.success(request, f"Reconnected {account}: the login worked and syncing resumes.")
+        return redirect("integrations:connections")
+    return render(request, "integrations/reconnect.html", {"account": account, "form": form})
+
+
+@login_required
+@require_POST
+def sharing(request: HttpRequest, pk: int) -> HttpResponse:
+    account = _account(request, pk)
+    form = SharingForm(request.POST)
+    if form.is_valid():
+        update_account(account, {"sharing": form.cleaned_data["sharing"]})
+        messages.success(request, f"{account}: teammates now see {account.get_sharing_display().lower()}.")
+    else:
+        messages.error(request, "Choose one of the sharing levels offered.")
+    return _back(request, reverse("integrations:connections"))
+
+
+@login_required
+def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
+    account = _describe(_account(request, pk))
+    form = DisconnectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        purge = form.cleaned_data["purge"]
+        disconnect_account(account, purge=purge, by=request.user)
+        messages.success(request, f"Disconnected {account}: its credentials were erased"
+                         + (" and its messages are being deleted." if purge else "; its messages are kept."))
+        return redirect("integrations:connections")
+    return render(request, "integrations/disconnect.html", {"account": account, "form": form})
+
