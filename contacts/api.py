@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,13 +24,17 @@ class IdentifierSerializer(serializers.ModelSerializer):
 
 
 class ContactSerializer(serializers.ModelSerializer):
-    company_name = serializers.CharField(source="company.name", read_only=True, allow_null=True, default=None)
+    company_name = serializers.SerializerMethodField()
     identifiers = IdentifierSerializer(many=True, read_only=True)
 
     class Meta:
         model = Contact
         fields = ["id", "name", "company", "company_name", "identifiers", "created_from", "created_at"]
         read_only_fields = ["created_from", "created_at"]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_company_name(self, contact: Contact) -> str | None:
+        return contact.company.name if contact.company else None
 
 
 class CompanySerializer(serializers.ModelSerializer):

@@ -12,10 +12,10 @@ from typing import Any
 
 from django.db.models import F, Prefetch, QuerySet
 from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, viewsets
+from rest_framework.generics import get_object_or_404
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor
@@ -25,12 +25,15 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
 from contacts.models import Contact
-from conversations.messages import Channel, Direction
 from conversations.models import Attachment, Communication, Participant
 from conversations.rendering import sanitize_html
 from conversations.threading import conversation_subject
 from conversations.visibility import Level, search, shows, visible_communications, visible_conversations, with_label
 from crmext.api import KeysetPagination
+
+# The models' own choices, so that the schema names one enum for each.
+_CHANNELS = Communication._meta.get_field("channel").choices
+_DIRECTIONS = Communication._meta.get_field("direction").choices
 
 # Newest communications a conversation's detail embeds; the rest page through
 # /communications/?conversation=<id>.
@@ -159,13 +162,15 @@ class LevelledSerializer(serializers.ModelSerializer):
 
 
 class CommunicationSerializer(LevelledSerializer):
+    """A communication as you see it: fields above your ``access`` are null."""
+
     owner = serializers.IntegerField(source="account_owner", read_only=True, help_text="The account owner's user id.")
     access = serializers.SerializerMethodField(
         help_text="How much of this communication you see: its account's sharing level, or everything when "
                   "it is yours. Fields above it are null."
     )
     participants = ParticipantSerializer(many=True, read_only=True)
-    subject = serializers.CharField(read_only=True, allow_null=True, help_text="Null from access 'subject' down.")
+    subject = serializers.CharField(read_only=True, allow_null=True, help_text="Null at access 'metadata'.")
     snippet = serializers.CharField(read_only=True, allow_null=True)
     labels = serializers.ListField(child=serializers.CharField(), read_only=True, allow_null=True)
     is_read = serializers.BooleanField(read_only=True, allow_null=True)
@@ -184,6 +189,8 @@ class CommunicationSerializer(LevelledSerializer):
 
 
 class CommunicationDetailSerializer(CommunicationSerializer):
+    """A communication with its body and attachments, as you see it: fields above your ``access`` are null."""
+
     body_text = serializers.CharField(read_only=True, allow_null=True)
     body_html = serializers.SerializerMethodField(
         help_text="Sanitised: no scripts, styles or forms; remote images only with ?remote_images=true."
@@ -206,7 +213,7 @@ class ConversationSerializer(serializers.Serializer):
     """A conversation as one user sees it: counted, dated and named from their visible communications."""
 
     id = serializers.IntegerField(read_only=True)
-    channel = serializers.ChoiceField(choices=[c.value for c in Channel], read_only=True)
+    channel = serializers.ChoiceField(choices=_CHANNELS, read_only=True)
     subject = serializers.SerializerMethodField(
         help_text="The subject of the earliest communication whose subject you see, without Re:/Fwd:; "
                   "null if you see no subject in it."
@@ -241,8 +248,8 @@ class CommunicationFilters(serializers.Serializer):
     """Query parameters of communication lists; an id that matches nothing gives an empty page."""
 
     account = serializers.IntegerField(required=False, min_value=1)
-    channel = serializers.ChoiceField(choices=[c.value for c in Channel], required=False)
-    direction = serializers.ChoiceField(choices=[d.value for d in Direction], required=False)
+    channel = serializers.ChoiceField(choices=_CHANNELS, required=False)
+    direction = serializers.ChoiceField(choices=_DIRECTIONS, required=False)
     contact = serializers.IntegerField(required=False, min_value=1, help_text="A participant's contact id.")
     company = serializers.IntegerField(required=False, min_value=1, help_text="A participant's company id.")
     conversation = serializers.IntegerField(required=False, min_value=1)
@@ -269,7 +276,7 @@ class TimelineFilters(CommunicationFilters):
 
 
 class ConversationFilters(serializers.Serializer):
-    channel = serializers.ChoiceField(choices=[c.value for c in Channel], required=False)
+    channel = serializers.ChoiceField(choices=_CHANNELS, required=False)
 
 
 def _validated(filters_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:

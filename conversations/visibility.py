@@ -126,12 +126,15 @@ def with_label(communications: QuerySet[Communication], label: str) -> QuerySet[
     if connections[communications.db].vendor == "postgresql":
         return communications.filter(labels__contains=[label])
     # SQLite's JSON has no containment operator: look through the array with json_each.
-    table = Communication._meta.db_table
-    has_label = Func(
-        Value(label), template=f'EXISTS (SELECT 1 FROM json_each("{table}"."labels") WHERE value = %(expressions)s)',
-        output_field=BooleanField(),
-    )
-    return communications.filter(has_label)
+    return communications.filter(_JsonArrayHolds(F("labels"), Value(label)))
+
+
+class _JsonArrayHolds(Func):
+    """SQLite: the JSON array (first expression) holds the value (second)."""
+
+    template = "EXISTS (SELECT 1 FROM json_each(%(expressions)s))"
+    arg_joiner = ") WHERE value = ("
+    output_field = BooleanField()
 
 
 class _Matches(Func):
