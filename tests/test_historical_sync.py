@@ -317,3 +317,102 @@ def test_sync_command_refuses_a_provider_without_date_ranges(user, scripted_acco
     with pytest.raises(CommandError, match="cannot fetch a date range"):
         call_command("sync", "--account", str(scripted_account.pk), "--since", "2019-01-01",
                      "--until", "2019-03-01", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+# --- IMAP, against the real Dovecot ---------------------------------------------------------
+
+def zone(hours: float) -> dt.timezone:
+    return dt.timezone(dt.timedelta(hours=hours))
+
+
+def imap_account(imap_user, owner, folders: list[str]) -> ProviderAccount:
+    return ProviderAccount.objects.create(
+        owner=owner, provider="imap", display_name="Dovecot", external_address=f"{imap_user.username}@example.org",
+        config={"host": imap_user.host, "port": imap_user.port, "security": "none", "username": imap_user.username,
+                "folders": folders},
+        credentials={"password": imap_user.password},
+    )
+
+
+def append_dated(imap_user, folder: str, moments: list[dt.datetime]) -> dict[dt.datetime, str]:
+    """One message per moment, appended with that INTERNALDATE; returns moment -> Message-ID."""
+    from tests.providers.imap_harness import make_raw
+
+    ids = {}
+    with imap_user.client() as client:
+        if not client.folder_exists(folder):
+            client.create_folder(folder)
+        for moment in moments:
+            ids[moment] = f"{moment:%Y%m%d%H%M%S%z}.{folder}@acme.com"
+            client.append(folder, make_raw(message_id=ids[moment]), msg_time=moment)
+    return ids
+
+
+def test_imap_range_is_exact_by_internaldate_newest_month_first(imap_user, user, monkeypatch):
+    from integrations.providers.imap.provider import ImapProvider
+
+    monkeypatch.setattr(ImapProvider, "page_size", 2)
+    inside = [
+        dt.datetime(2019, 11, 30, 23, 30, tzinfo=zone(-5)),  # December 1st in UTC
+        dt.datetime(2019, 12, 1, 0, 30, tzinfo=zone(2)),  # November 30th in UTC
+        dt.datetime(2019, 12, 31, 23, 59, 59, tzinfo=UTC),
+        dt.datetime(2019, 11, 1, 0, 0, tzinfo=UTC),
+        dt.datetime(2019, 11, 15, 12, tzinfo=zone(14)),
+        dt.datetime(2019, 12, 10, 8, tzinfo=zone(-12)),
+    ]
+    outside = [
+        dt.datetime(2019, 10, 31, 23, 59, 59, tzinfo=UTC),
+        dt.datetime(2020, 1, 1, 0, 0, tzinfo=UTC),
+        dt.datetime(2019, 11, 1, 9, 0, tzinfo=zone(10)),  # October 31st, 23:00 in UTC
+        dt.datetime(2019, 6, 1, tzinfo=UTC),
+    ]
+    inbox = append_dated(imap_user, "INBOX", inside[:4] + outside)
+    archive = append_dated(imap_user, "Archive", inside[4:])
+    account = imap_account(imap_user, user, ["INBOX", "Archive"])
+    run = request_sync(account, kind="historical", since=dt.date(2019, 11, 1), until=dt.date(2020, 1, 1))
+
+    seen: list[int] = []
+    outcomes = []
+    while not outcomes or outcomes[-1] == "yielded":
+        outcomes.append(sync_account(account.pk, run_id=run.pk, progress=lambda done, total: seen.append(done)).status)
+    assert outcomes == ["yielded", "succeeded"]
+    stored = dict(Communication.objects.values_list("rfc_message_id", "received_at"))
+    expected = {inbox[m] for m in inside[:4]} | {archive[m] for m in inside[4:]}
+    assert set(stored) == expected
+    assert all(stored[key] for key in expected)
+    december = {key for key, moment in stored.items() if moment >= at(2019, 12)}
+    first_chunk = set(Communication.objects.order_by("pk").values_list("rfc_message_id", flat=True)[:len(december)])
+    assert first_chunk == december  # newest month first
+    run.refresh_from_db()
+    account.refresh_from_db()
+    assert (run.status, run.fetched, run.progress_done, run.progress_total) == ("succeeded", 6, 2, 2)
+    assert seen == sorted(seen) and len(seen) >= 4  # pages of two
+    assert account.sync_cursor == {} and account.backfill_state is None  # no cursor made or moved
+
+
+def test_imap_range_resumes_mid_chunk_and_leaves_stored_mail_single(imap_user, user, monkeypatch):
+    from integrations.providers.imap.provider import ImapProvider
+
+    monkeypatch.setattr(ImapProvider, "page_size", 2)
+    moments = [dt.datetime(2019, 3, day, 9, tzinfo=UTC) for day in range(1, 8)]
+    append_dated(imap_user, "INBOX", moments)
+    account = imap_account(imap_user, user, ["INBOX"])
+    assert sync_account(account.pk).status == "succeeded"  # the backfill already has everything
+    account.refresh_from_db()
+    cursor = account.sync_cursor
+    Communication.objects.filter(received_at__lt=at(2019, 3, 4)).delete()  # as if never fetched
+
+    def crash_after_first_page(done, total):
+        raise SystemExit("worker stopped")
+
+    run = request_sync(account, kind="historical", since=dt.date(2019, 1, 1), until=dt.date(2019, 4, 1))
+    with pytest.raises(SystemExit):
+        sync_account(account.pk, run_id=run.pk, progress=crash_after_first_page)
+    run.refresh_from_db()
+    assert run.status == "queued" and run.state["page_token"]["below"] > 1
+    assert run_to_the_end(account.pk, run.pk) == ["yielded", "yielded", "succeeded"]  # March, February, January
+    run.refresh_from_db()
+    assert (run.fetched, run.created, run.skipped) == (7, 3, 4)
+    assert Communication.objects.count() == 7
+    account.refresh_from_db()
+    assert account.sync_cursor == cursor

@@ -5,6 +5,8 @@ account, add messages, invalidate the cursor and break the credentials.
 """
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.utils import timezone
 
@@ -13,9 +15,10 @@ import integrations.sync as sync_module
 from conversations.models import Communication
 from integrations.accounts import save_credentials
 from integrations.models import ProviderAccount, SyncRun
+from integrations.providers.base import Capability
 from integrations.providers.registry import provider_class
 from integrations.sync import sync_account
-from integrations.tasks import enqueue_due_syncs
+from integrations.tasks import enqueue_due_syncs, request_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -173,6 +176,32 @@ def test_progress_is_reported_per_batch(harness):
     assert seen[-1][0] == seen[-1][1]
     run = last_run(account)  # what the status API shows while it runs
     assert (run.progress_done, run.progress_total) == seen[-1]
+
+
+def test_a_historical_range_leaves_the_cursor_and_stores_nothing_twice(harness):
+    harness.add_messages(5)
+    account = harness.make_account()
+    if Capability.DATE_RANGE not in provider_class(account.provider).capabilities:
+        pytest.skip("this provider has no date-range fetch")
+    assert sync_account(account.pk).status == "succeeded"
+    account.refresh_from_db()
+    cursor = account.sync_cursor
+    forgotten = list(Communication.objects.filter(account=account).order_by("pk").values_list("pk", flat=True)[:2])
+    Communication.objects.filter(pk__in=forgotten).delete()
+    now = timezone.now()  # the harnesses' messages arrived just now
+    run = request_sync(account, kind="historical", since=now - dt.timedelta(days=1), until=now + dt.timedelta(days=1))
+    outcome = sync_account(account.pk, run_id=run.pk)
+    while outcome.status == "yielded":
+        outcome = sync_account(account.pk, run_id=run.pk)
+    assert outcome.status == "succeeded", outcome
+    run.refresh_from_db()
+    assert (run.kind, run.fetched, run.created, run.skipped) == ("historical", 5, 2, 3)
+    assert Communication.objects.filter(account=account).count() == 5
+    account.refresh_from_db()
+    assert account.sync_cursor == cursor
+    harness.add_messages(2)
+    sync_account(account.pk)
+    assert (last_run(account).kind, last_run(account).fetched) == ("delta", 2)
 
 
 def test_the_provider_is_never_changed(harness):

@@ -15,6 +15,8 @@ from imapclient.response_parser import parse_fetch_response
 
 SEEN, FLAGGED, SENT = b"\\Seen", b"\\Flagged", b"\\Sent"
 _PLAUSIBLE_YEARS = range(1970, 2201)
+# The farthest a time zone is from UTC (UTC+14, the Line Islands; UTC-12 is nearer).
+_ZONE_SPAN = dt.timedelta(hours=14)
 
 
 @dataclasses.dataclass
@@ -80,6 +82,23 @@ def parse_vanished(responses: list[Any], last_uid: int) -> list[tuple[int, int]]
 
 def _is_uid(text: str) -> bool:
     return 0 < len(text) <= 10 and text.isascii() and text.isdigit()  # UIDs are 32-bit
+
+
+def search_dates(since: dt.datetime, until: dt.datetime) -> list[Any]:
+    """SEARCH criteria for the days that can hold an INTERNALDATE in [since, until).
+
+    SINCE/BEFORE compare dates only, "disregarding time and timezone" (RFC 3501 6.4.4): the
+    date in a zone of the server's choosing. Widened by the 14 hours a zone can be from UTC,
+    the days cover the range whatever the zone; the caller keeps the exact range by INTERNALDATE.
+    """
+    return ["SINCE", (since - _ZONE_SPAN).date(), "BEFORE", (until + _ZONE_SPAN).date() + dt.timedelta(days=1)]
+
+
+def received_within(data: dict[bytes, Any], since: dt.datetime, until: dt.datetime) -> bool:
+    """Whether a FETCH answer's INTERNALDATE is in [since, until). An unreadable one (or none:
+    expunged since the SEARCH) counts as inside: the server's date search found it."""
+    moment = utc_internal_date(data.get(b"INTERNALDATE"))
+    return moment is None or since <= moment < until
 
 
 def header_part(data: dict[bytes, Any]) -> bytes | None:

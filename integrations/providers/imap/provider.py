@@ -1,4 +1,5 @@
-"""ImapProvider: the IMAP backfill (newest first) and delta, on top of ImapConnection.
+"""ImapProvider: the IMAP backfill (newest first), delta and historical date range, on top of
+ImapConnection.
 
 Cursor: ``{"folders": {name: {"uidvalidity", "last_uid", "highestmodseq", ...}}}``.
 New mail is fetched by UID, in pages bounded by count and by bytes (settings.PAGE_MAX_BYTES);
@@ -7,12 +8,14 @@ bounded by settings, not by the mailbox or its largest message. With CONDSTORE, 
 changes arrive through CHANGEDSINCE, a bounded number of messages at a time; with QRESYNC,
 expunged UIDs arrive as VANISHED ranges and are soft-deleted. A UIDVALIDITY change
 invalidates the cursor (one full resync; ids based on Message-ID keep it free of
-duplicates). Folders are only ever EXAMINEd (read-only) and bodies fetched with
-BODY.PEEK, so nothing on the server changes, not even the \\Seen flag.
+duplicates). A historical range is searched by day (UID SEARCH SINCE/BEFORE) and kept exactly
+by INTERNALDATE; it never reads or moves the cursor. Folders are only ever EXAMINEd (read-only)
+and bodies fetched with BODY.PEEK, so nothing on the server changes, not even the \\Seen flag.
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import Any
 
 from django.conf import settings
@@ -40,6 +43,8 @@ from integrations.providers.imap.protocol import (
     header_part,
     non_negative,
     parse_vanished,
+    received_within,
+    search_dates,
     state_from_status,
     utc_internal_date,
 )
@@ -61,7 +66,8 @@ class ImapProvider(ImapConnection):
 
     key = "imap"
     display_name = "IMAP mailbox"
-    capabilities = frozenset({Capability.EMAIL, Capability.FLAGS, Capability.DELETIONS, Capability.FOLDER_LABELS})
+    capabilities = frozenset({Capability.EMAIL, Capability.FLAGS, Capability.DELETIONS, Capability.FOLDER_LABELS,
+                              Capability.DATE_RANGE})
     page_size = 500  # pages are also capped by bytes (settings.PAGE_MAX_BYTES)
     # Messages one CHANGEDSINCE fetch may cover (parsed, about 30 MB at most), and the flag
     # updates one batch collects before the rest of a scan goes to the next call.
@@ -97,11 +103,19 @@ class ImapProvider(ImapConnection):
         counts for the header bytes it may bring. Both settings are read here, per page.
         """
         uids = uids[: self.page_size]
+        return self._fit(uids, self._sizes(uids, doing))
+
+    def _sizes(self, uids: list[int], doing: str, extra: tuple[str, ...] = ()) -> dict[int, Any]:
+        """One FETCH of RFC822.SIZE (and ``extra`` items) for ``uids``."""
         if not uids:
             return {}
         with self._errors(doing):
-            sizes = self._client().fetch(uids, ["RFC822.SIZE"])
+            sizes = self._client().fetch(uids, ["RFC822.SIZE", *extra])
             self.api_calls += 1
+        return sizes
+
+    def _fit(self, uids: list[int], sizes: dict[int, Any]) -> dict[int, int | None]:
+        """The leading ``uids`` that fit in one page (see _bounded), from their fetched sizes."""
         page_limit, message_limit = settings.PAGE_MAX_BYTES, settings.MESSAGE_MAX_BYTES
         page: dict[int, int | None] = {}
         total = 0
@@ -177,7 +191,8 @@ class ImapProvider(ImapConnection):
             if int(status[b"UIDVALIDITY"]) != state.uidvalidity:
                 # Reset under a resumed backfill: the refs stored so far name dead UIDs.
                 raise CursorExpired(f"UIDVALIDITY of {folder} changed during the backfill")
-            uids = self._uids_below(token["below"], window, folder)
+            dates = ["SINCE", window.since.date()] if window.since is not None else []
+            uids = self._uids_below(token["below"], folder, dates)
             if not uids:
                 token = {**token, "index": token["index"] + 1}
                 if token["index"] < len(order):
@@ -207,8 +222,9 @@ class ImapProvider(ImapConnection):
         return {"order": order, "folders": folders, "index": 0,
                 "below": folders[order[0]]["last_uid"] + 1 if order else 1, "done": 0, "total": total}
 
-    def _uids_below(self, below: int, window: BackfillWindow, folder: str) -> list[int]:
-        """UIDs under ``below``, newest first: a page's worth or more, unless fewer are left.
+    def _uids_below(self, below: int, folder: str, dates: list[Any]) -> list[int]:
+        """UIDs under ``below`` matching the SEARCH criteria ``dates`` (SINCE/BEFORE), newest
+        first: a page's worth or more, unless fewer are left.
 
         Searched in UID windows that grow while they come back sparse, each at most
         MAX_SEARCH_SPAN wide so that no answer outgrows a response line.
@@ -217,9 +233,7 @@ class ImapProvider(ImapConnection):
         span, high = min(self.page_size * 2, MAX_SEARCH_SPAN), below - 1
         while high >= 1 and len(found) < self.page_size:
             low = max(1, high - span + 1)
-            criteria: list[Any] = ["UID", f"{low}:{high}"]
-            if window.since is not None:
-                criteria += ["SINCE", window.since.date()]
+            criteria: list[Any] = ["UID", f"{low}:{high}", *dates]
             # RFC 3501: a range may include the highest UID even outside it; filter again.
             found += sorted((u for u in self._search_uids(criteria, f"searching {folder}") if low <= u <= high),
                             reverse=True)
@@ -237,6 +251,37 @@ class ImapProvider(ImapConnection):
                             if low <= u <= high)
             low, span = high + 1, min(span * 8, MAX_SEARCH_SPAN)
         return found, low - 1
+
+    # --- historical range: newest first, never the cursor --------------------------------------
+
+    def fetch_range(self, since: dt.datetime, until: dt.datetime, page_token: PageToken | None) -> Batch:
+        """One page of the messages whose INTERNALDATE is in [since, until), folder by folder,
+        highest UID first. UID SEARCH SINCE/BEFORE over widened days (see search_dates) finds
+        the candidates; their INTERNALDATEs, fetched with the sizes, keep the exact range.
+        Token: the folder ``order`` and ``index``, and the folder's ``uidvalidity`` and the UID
+        its next page is ``below`` (None before its first page)."""
+        token = dict(page_token) if page_token else {
+            "order": self.folders(), "index": 0, "uidvalidity": None, "below": None}
+        dates = search_dates(since, until)
+        while token["index"] < len(token["order"]):
+            folder = token["order"][token["index"]]
+            status = self._select(folder, fresh=token["below"] is None)
+            uidvalidity = int(status[b"UIDVALIDITY"])
+            if token["below"] is None:
+                token.update(uidvalidity=uidvalidity, below=int(status.get(b"UIDNEXT", 1)))
+            elif uidvalidity != token["uidvalidity"]:
+                raise CursorExpired(f"UIDVALIDITY of {folder} changed during a historical sync")
+            candidates = self._uids_below(token["below"], folder, dates)[: self.page_size]
+            if not candidates:
+                token.update(index=token["index"] + 1, uidvalidity=None, below=None)
+                continue
+            found = self._sizes(candidates, f"sizing messages in {folder}", ("INTERNALDATE",))
+            inside = [uid for uid in candidates if received_within(found.get(uid, {}), since, until)]
+            page = self._fit(inside, found)
+            # Past every candidate, unless the page was cut by bytes before the last one inside.
+            below = min(page) if len(page) < len(inside) else min(candidates)
+            return Batch(messages=self._fetch(folder, uidvalidity, page), next_page_token={**token, "below": below})
+        return Batch()
 
     # --- delta -------------------------------------------------------------------------------
 
