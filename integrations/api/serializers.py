@@ -151,6 +151,10 @@ def _not_creatable(key: str, method: ConnectMethod) -> str:
     return method.instructions or f"{PROVIDERS[key][0]} accounts cannot be connected through this endpoint."
 
 
+def not_configured(key: str) -> str:
+    return f"{PROVIDERS[key][0]} is not configured on this server (its app credentials are missing)."
+
+
 def _validated(serializer_class: type[serializers.Serializer], data: Any, name: str,
                errors: dict[str, Any]) -> dict[str, Any]:
     serializer = serializer_class(data=data)
@@ -199,7 +203,7 @@ class ConnectorCreateSerializer(ConnectorWriteSerializer):
         if not isinstance(method, CredentialsConnect):
             raise serializers.ValidationError({"provider": [_not_creatable(key, method)]})
         if not method.is_configured():
-            raise serializers.ValidationError({"provider": [f"{PROVIDERS[key][0]} is not configured on this server."]})
+            raise serializers.ValidationError({"provider": [not_configured(key)]})
         errors: dict[str, Any] = {}
         attrs["config"] = _validated(method.config_serializer, attrs["config"], "config", errors)
         attrs["credentials"] = _validated(method.credentials_serializer, attrs["credentials"], "credentials", errors)

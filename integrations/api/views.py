@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.db.models import Count
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -40,6 +39,7 @@ from integrations.api.serializers import (
     SyncRunSerializer,
     UnlockSerializer,
     credentials_providers,
+    not_configured,
 )
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.base import AuthError, ProviderError
@@ -55,29 +55,35 @@ OWNER_PARAMETER = OpenApiParameter("owner", OpenApiTypes.INT,
                                    description="Staff: only the objects of this user (others see only their own).")
 
 
-class ConnectionFailed(exceptions.APIException):
-    """The connection test failed: nothing was saved. The message is the server's reason."""
+class Refused(exceptions.APIException):
+    """A 400 whose code says why: the connection test failed (nothing was saved), or the account cannot sync."""
 
     status_code = status.HTTP_400_BAD_REQUEST
-    default_code = "connection_failed"
+    default_code = "refused"
 
 
-def _connection_failed(error: ProviderError) -> ConnectionFailed:
+def _connection_failed(error: ProviderError) -> Refused:
     # The provider's message names the server and its reason, never the credentials.
-    return ConnectionFailed(f"{error} Nothing was saved.", code="login_failed" if isinstance(error, AuthError)
-                            else "connection_failed")
+    return Refused(f"{error} Nothing was saved.",
+                   code="login_failed" if isinstance(error, AuthError) else "connection_failed")
+
+
+def id_parameter(request: Request, name: str) -> int | None:
+    """The whole number in the query parameter ``name`` (None if absent); a 400 if it is something else."""
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdecimal() and len(value) <= 18):
+        raise exceptions.ValidationError({name: ["An id (a whole number)."]})
+    return int(value)
 
 
 def owner_scoped(queryset: QuerySet, request: Request, owner_field: str) -> QuerySet:
     """Only the user's own objects (staff: everyone's), narrowed by ``?owner=`` if given."""
     if not request.user.is_staff:
         queryset = queryset.filter(**{owner_field: request.user})
-    owner = request.query_params.get("owner")
-    if owner is not None:
-        if not owner.isdigit():
-            raise exceptions.ValidationError({"owner": ["A user id (a whole number)."]})
-        queryset = queryset.filter(**{f"{owner_field}_id": int(owner)})
-    return queryset
+    owner = id_parameter(request, "owner")
+    return queryset if owner is None else queryset.filter(**{f"{owner_field}_id": owner})
 
 
 @extend_schema_view(
@@ -123,7 +129,7 @@ class ConnectorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
         return {
             "create": ConnectorCreateSerializer, "partial_update": ConnectorUpdateSerializer,
-            "sync": SyncRequestSerializer, "status": ConnectorStatusSerializer, "unlock": UnlockSerializer,
+            "sync": SyncRequestSerializer, "sync_status": ConnectorStatusSerializer, "unlock": UnlockSerializer,
             "sync_runs": SyncRunSerializer,
         }.get(self.action, ConnectorSerializer)
 
@@ -192,14 +198,14 @@ class ConnectorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
             return Response({"error": {"code": "sync_in_progress", "message": str(busy),
                                        "run": SyncRunSerializer(busy.run).data}}, status=status.HTTP_409_CONFLICT)
         except NotSyncable as error:
-            raise exceptions.ValidationError({"non_field_errors": [str(error)]}, code="not_syncable") from None
+            raise Refused(str(error), code="not_syncable") from None
         except ValueError as error:
             raise exceptions.ValidationError({"non_field_errors": [str(error)]}) from None
         return Response(SyncRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(summary="Sync health and progress", responses={200: ConnectorStatusSerializer, 404: ERRORS[404]})
-    @action(detail=True, methods=["get"])
-    def status(self, request: Request, pk: str | None = None) -> Response:
+    @action(detail=True, methods=["get"], url_path="status")
+    def sync_status(self, request: Request, pk: str | None = None) -> Response:
         return Response(ConnectorStatusSerializer(self.get_object()).data)
 
     @extend_schema(
@@ -232,7 +238,8 @@ class ConnectorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
     list=extend_schema(summary="Sync runs of your connectors", parameters=[
         OWNER_PARAMETER,
         OpenApiParameter("connector", OpenApiTypes.INT, description="Only the runs of this connector."),
-        OpenApiParameter("status", OpenApiTypes.STR, enum=SyncRun.Status.values, description="Only runs in this status."),
+        OpenApiParameter("status", OpenApiTypes.STR, enum=SyncRun.Status.values,
+                         description="Only runs in this status."),
     ]),
     retrieve=extend_schema(summary="One sync run", responses={200: SyncRunSerializer, 404: ERRORS[404]}),
 )
@@ -243,17 +250,21 @@ class SyncRunViewSet(viewsets.ReadOnlyModelViewSet):
         if getattr(self, "swagger_fake_view", False):  # the schema generator: no user
             return SyncRun.objects.none()
         runs = owner_scoped(SyncRun.objects.all(), self.request, "account__owner")
-        connector = self.request.query_params.get("connector")
+        connector = id_parameter(self.request, "connector")
         if connector is not None:
-            if not connector.isdigit():
-                raise exceptions.ValidationError({"connector": ["A connector id (a whole number)."]})
-            runs = runs.filter(account_id=int(connector))
+            runs = runs.filter(account_id=connector)
         wanted = self.request.query_params.get("status")
         if wanted is not None:
             if wanted not in SyncRun.Status.values:
                 raise exceptions.ValidationError({"status": [f"One of: {', '.join(SyncRun.Status.values)}."]})
             runs = runs.filter(status=wanted)
         return runs
+
+
+def _known(key: str) -> str:
+    if key not in PROVIDERS:
+        raise exceptions.NotFound(f"No provider {key!r}.")
+    return key
 
 
 def _provider(key: str) -> dict[str, Any]:
@@ -282,9 +293,7 @@ class ProviderViewSet(viewsets.GenericViewSet):
         return Response(ProviderSerializer(self.get_queryset(), many=True).data)
 
     def retrieve(self, request: Request, key: str) -> Response:
-        if key not in PROVIDERS:
-            raise exceptions.NotFound(f"No provider {key!r}.")
-        return Response(ProviderSerializer(_provider(key)).data)
+        return Response(ProviderSerializer(_provider(_known(key))).data)
 
     @extend_schema(
         summary="Start connecting by signing in (OAuth providers)",
@@ -293,13 +302,11 @@ class ProviderViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     def authorize(self, request: Request, key: str) -> Response:
-        if key not in PROVIDERS:
-            raise exceptions.NotFound(f"No provider {key!r}.")
-        method = connect_method(key)
+        method = connect_method(_known(key))
         if not isinstance(method, OAuthConnect):
             raise exceptions.ValidationError({"provider": [
                 f"{PROVIDERS[key][0]} accounts are not connected by signing in. "
                 + (method.instructions or "Use POST /api/v1/connectors/.")]})
         if not method.is_configured():
-            raise exceptions.ValidationError({"provider": [f"{PROVIDERS[key][0]} is not configured on this server."]})
+            raise exceptions.ValidationError({"provider": [not_configured(key)]})
         return Response(AuthorizeSerializer({"authorize_url": method.start(request)}).data)

@@ -71,7 +71,8 @@ class CredentialsConnect(ConnectMethod):
         return {}
 
     def fields(self) -> list[dict[str, Any]]:
-        return [*_describe("config", self.config_serializer()), *_describe("credentials", self.credentials_serializer())]
+        return [*_describe("config", self.config_serializer()),
+                *_describe("credentials", self.credentials_serializer())]
 
     def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
         allowed = self.config_serializer().fields

@@ -121,7 +121,7 @@ def test_another_users_connector_is_a_404_for_every_action(other_api, account):
                 other_api.delete(base), other_api.get(base + "status/"), other_api.get(base + "sync-runs/"),
                 other_api.post(base + "sync/", {"kind": "delta"}, format="json"), other_api.post(base + "unlock/")]
     assert [r.status_code for r in attempts] == [404] * len(attempts)
-    assert body(attempts[0]) == {"error": {"code": "not_found", "message": "No ProviderAccount matches the given query."}}
+    assert body(attempts[0])["error"]["code"] == "not_found"
     account.refresh_from_db()
     assert (account.display_name, account.status) == ("Alice archive", "connected")
 
@@ -138,7 +138,8 @@ def test_staff_see_everyones_connectors_and_filter_by_owner(staff_api, account, 
     assert [c["id"] for c in only] == [other_account.pk]
     assert staff_api.get(f"/api/v1/connectors/{other_account.pk}/").status_code == 200
     bad = staff_api.get("/api/v1/connectors/?owner=bob")
-    assert bad.status_code == 400 and body(bad)["error"]["fields"] == {"owner": ["A user id (a whole number)."]}
+    assert bad.status_code == 400 and body(bad)["error"]["fields"] == {"owner": ["An id (a whole number)."]}
+    assert staff_api.get("/api/v1/connectors/?owner=²").status_code == 400
 
 
 def test_owner_filter_cannot_widen_a_users_scope(api, other_user, other_account):
@@ -342,7 +343,8 @@ def test_non_connection_config_changes_need_no_credentials(api, imap_account):
 
 def test_unknown_settings_and_upload_providers_config_are_refused(api, imap_account, account):
     unknown = api.patch(f"/api/v1/connectors/{imap_account.pk}/", {"config": {"proxy": "x"}}, format="json")
-    assert unknown.status_code == 400 and body(unknown)["error"]["fields"] == {"config": {"proxy": ["Unknown setting."]}}
+    assert unknown.status_code == 400
+    assert body(unknown)["error"]["fields"] == {"config": {"proxy": ["Unknown setting."]}}
     # An import's file is chosen by uploading it: no API client points it at another file.
     mbox = api.patch(f"/api/v1/connectors/{account.pk}/", {"config": {"path": "/etc/passwd"}}, format="json")
     assert mbox.status_code == 400 and "uploading" in body(mbox)["error"]["fields"]["config"][0]

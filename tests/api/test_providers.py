@@ -11,7 +11,7 @@ from integrations.models import ProviderAccount
 from integrations.providers import registry
 from integrations.providers.base import AuthError, Capability, MessageProvider
 from integrations.providers.connect import CredentialsConnect, OAuthConnect
-from tests.api.test_connectors import api, body, other_api  # noqa: F401  (fixtures)
+from tests.api.test_connectors import api, body  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.base import Capability
 from integrations.providers.mbox import MboxProvider
-from tests.api.test_connectors import api, body, client_for, other_api, staff, staff_api  # noqa: F401  (fixtures)
+from tests.api.test_connectors import api, body, other_api, staff, staff_api  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +57,7 @@ def test_a_running_run_is_named_too(api, account):
 def test_an_account_that_cannot_sync_is_a_400_with_the_reason(api, account, status):
     ProviderAccount.objects.filter(pk=account.pk).update(status=status, last_error="The password was refused.")
     response = sync(api, account)
-    assert response.status_code == 400
+    assert response.status_code == 400 and body(response)["error"]["code"] == "not_syncable"
     assert "cannot sync" in body(response)["error"]["message"]
     assert "The password was refused." in body(response)["error"]["message"]
     assert not SyncRun.objects.exists()
