@@ -166,11 +166,20 @@ STATICFILES_DIRS = [BASE_DIR / "crmext" / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
+# Every record carries its log_context (account_id, provider during a sync) and has credentials
+# masked (crmext.logs.ContextFilter); "json" writes one JSON object per line, "plain" one text line.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "crmext.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"()": "crmext.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "crmext.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
@@ -215,6 +224,26 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    # With the ORM broker each cluster's heartbeat (read by /health/) goes to a Django cache, and
+    # the default one is per process: files under var/, shared by the web server and the clusters
+    # of one host (several hosts: use Redis, whose broker keeps the heartbeats itself).
+    Q_CLUSTER["cache"] = "django_q"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "django_q": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                 "LOCATION": str(VAR_DIR / "django_q_cache")},
+}
+
+# --- Operations: /health/ (open: load balancers) and /metrics/ (Prometheus) --------------
+# Bearer token Prometheus sends to /metrics/; empty: /metrics/ answers only in DEBUG.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured(
+        "METRICS_TOKEN must be at least 32 characters, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
+# Probes often come over plain http from inside the network: answer them instead of redirecting.
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 
 # --- CRM behaviour -------------------------------------------------------------------
 CRM_CREATE_CONTACTS = env.bool("CRM_CREATE_CONTACTS", default=True)

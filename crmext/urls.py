@@ -5,6 +5,9 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from crmext.health import health_view
+from crmext.metrics import metrics_view
+
 # Each app's REST API, under /api/v1/ (one line per app's api_urls module).
 api_v1: list = [
     path("", include("integrations.api_urls")),
@@ -28,6 +31,9 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Operations: the load balancer's probe and Prometheus's scrape.
+    path("health/", health_view, name="health"),
+    path("metrics/", metrics_view, name="metrics"),
     # Web pages
     path("accounts/", include(auth_urls)),
     path("connections/", include("integrations.urls")),
