@@ -145,6 +145,17 @@ class ContextFilter(logging.Filter):
             record.stack_info = redact_text(record.stack_info)
 
 
+def _text(value: Any) -> Any:
+    """How an extra is written: numbers as they are, anything else (a request object) as masked text.
+
+    Objects stay objects on the record, for handlers that use them (Django's mail handler
+    reads ``record.request``); only their text in a log line is masked.
+    """
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact_text(str(value))
+
+
 def _prepared(record: logging.LogRecord) -> logging.LogRecord:
     """The record with context and masking, even on a handler configured without ContextFilter."""
     if not getattr(record, "_crmext_redacted", False):
@@ -160,7 +171,7 @@ class PlainFormatter(logging.Formatter):
         fields = extra_fields(record)
         if not fields:
             return line
-        suffix = " ".join(f"{k}={v}" for k, v in fields.items())
+        suffix = " ".join(f"{k}={_text(v)}" for k, v in fields.items())
         first, newline, rest = line.partition("\n")  # after the message, before a traceback
         return f"{first} [{suffix}]{newline}{rest}"
 
@@ -183,7 +194,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return json.dumps(entry, default=_text, ensure_ascii=False)
 
 
 _FILTER = ContextFilter()

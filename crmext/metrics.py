@@ -15,7 +15,8 @@ Families (labels):
   crmext_account_cursor_age_seconds (account_id, provider)
                                                    gauge: seconds since the account's last successful sync;
                                                    no sample for an account never synced
-  crmext_sync_duration_seconds (provider, outcome) gauge histogram: durations of the runs that started in the
+  crmext_sync_duration_seconds (provider, kind, outcome)
+                                                   gauge histogram: durations of the runs that started in the
                                                    last DURATION_WINDOW and have finished (succeeded or failed)
 
 The counters count rows, so they only drop when rows are deleted (an account and its history),
@@ -77,7 +78,7 @@ class DatabaseCollector(Collector):
         yield self._messages(providers)
         yield self._webhook_deliveries()
         yield from self._accounts(providers, accounts, now)
-        yield self._durations(providers, now)
+        yield self._durations(now)
 
     def _sync_runs(self, providers: list[str]) -> Iterator[Metric]:
         finished = CounterMetricFamily("crmext_sync_runs", "Finished sync runs by provider and outcome.",
@@ -127,33 +128,30 @@ class DatabaseCollector(Collector):
         yield states
         yield ages
 
-    def _durations(self, providers: list[str], now: dt.datetime) -> Metric:
+    def _durations(self, now: dt.datetime) -> Metric:
         family = GaugeHistogramMetricFamily(
             "crmext_sync_duration_seconds",
             f"Durations of the sync runs started in the last {DURATION_WINDOW.total_seconds() / 3600:g} hours "
-            "that finished, by provider and outcome (a sliding window: no rate()).",
-            labels=["provider", "outcome"],
+            "that finished, by provider, kind and outcome (a sliding window: no rate()).",
+            labels=["provider", "kind", "outcome"],
         )
-        outcomes = (SyncRun.Status.SUCCEEDED, SyncRun.Status.FAILED)
         buckets = {f"le{i}": Count("pk", filter=Q(duration__lte=dt.timedelta(seconds=bound)))
                    for i, bound in enumerate(DURATION_BUCKETS)}
         rows = (
-            SyncRun.objects.filter(status__in=outcomes, started_at__gte=now - DURATION_WINDOW,
-                                   finished_at__isnull=False)
+            SyncRun.objects.filter(status__in=(SyncRun.Status.SUCCEEDED, SyncRun.Status.FAILED),
+                                   started_at__gte=now - DURATION_WINDOW, finished_at__isnull=False)
             .annotate(duration=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
-            .values("account__provider", "status")
+            .values("account__provider", "kind", "status")
             .annotate(count=Count("pk"), total=Sum("duration"), **buckets)
-            .order_by()
+            .order_by("account__provider", "kind", "status")
         )
-        found = {(row["account__provider"], row["status"]): row for row in rows}
-        for provider in providers:
-            for outcome in outcomes:
-                row = found.get((provider, outcome))
-                cumulative = [(floatToGoString(bound), row[f"le{i}"] if row else 0)
-                              for i, bound in enumerate(DURATION_BUCKETS)]
-                cumulative.append(("+Inf", row["count"] if row else 0))
-                total = row["total"].total_seconds() if row and row["total"] is not None else 0.0
-                family.add_metric([provider, outcome], cumulative, total)
+        # Only the combinations that had runs: a backfill's hours and a delta's seconds are
+        # different distributions, hence the kind label, and most combinations are empty.
+        for row in rows:
+            cumulative = [(floatToGoString(bound), row[f"le{i}"]) for i, bound in enumerate(DURATION_BUCKETS)]
+            cumulative.append(("+Inf", row["count"]))
+            total = row["total"].total_seconds() if row["total"] is not None else 0.0
+            family.add_metric([row["account__provider"], row["kind"], row["status"]], cumulative, total)
         return family
 
 

@@ -63,6 +63,16 @@ def records(caplog):
     return caplog
 
 
+class _Request:
+    """Stands in for the request object Django's request logger puts on its records."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"<WSGIRequest: GET '{self.path}'>"
+
+
 def _stream_handler(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -160,6 +170,8 @@ def test_credentials_are_masked_in_arguments_text_extras_and_tracebacks(formatte
     logger.info("sent 'Authorization: Bearer bearer-tok-9' to the API")
     logger.info("broker at redis://:redis-pw-77@cache.internal:6379/0")
     logger.info("login", extra={"credentials": {"username": "alice", "password": "hunter2"}, "account": "alice"})
+    request = _Request("/oauth/callback?access_token=ya29.access-abc")
+    logger.warning("Not Found: /oauth/callback", extra={"request": request})
     try:
         raise RuntimeError("IMAP LOGIN failed for password='hunter2'")
     except RuntimeError:

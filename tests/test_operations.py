@@ -214,9 +214,9 @@ def test_health_sees_a_real_qcluster_in_another_process(client, tmp_path, monkey
 # --- /metrics/ -------------------------------------------------------------------------------
 
 def _run(account, status, *, seconds: float | None, started_ago: dt.timedelta = dt.timedelta(minutes=5),
-         token: str = "") -> SyncRun:
+         token: str = "", kind: str = SyncRun.Kind.DELTA) -> SyncRun:
     """A sync run as a worker leaves it; ``token`` tells the workers (processes) apart."""
-    run = SyncRun.objects.create(account=account, kind=SyncRun.Kind.DELTA, status=status, claim_token=token)
+    run = SyncRun.objects.create(account=account, kind=kind, status=status, claim_token=token)
     started = timezone.now() - started_ago
     finished = None if seconds is None else started + dt.timedelta(seconds=seconds)
     SyncRun.objects.filter(pk=run.pk).update(started_at=started, finished_at=finished)
@@ -242,6 +242,7 @@ def test_metrics_are_read_from_the_database(client, metrics_token, account, imap
     _run(imap_account, "succeeded", seconds=0.3)
     _run(imap_account, "succeeded", seconds=45)
     _run(imap_account, "failed", seconds=4000)
+    _run(imap_account, "succeeded", seconds=5400, kind=SyncRun.Kind.INITIAL, started_ago=dt.timedelta(hours=2))
     _run(imap_account, "succeeded", seconds=20, started_ago=dt.timedelta(days=2))  # counted, outside the window
     _run(account, "abandoned", seconds=1800)
     _run(account, "running", seconds=None)
@@ -251,7 +252,7 @@ def test_metrics_are_read_from_the_database(client, metrics_token, account, imap
     families = scrape(client)
 
     runs = "crmext_sync_runs"
-    assert value(families, runs, f"{runs}_total", provider="imap", outcome="succeeded") == 3
+    assert value(families, runs, f"{runs}_total", provider="imap", outcome="succeeded") == 4
     assert value(families, runs, f"{runs}_total", provider="imap", outcome="failed") == 1
     assert value(families, runs, f"{runs}_total", provider="mbox", outcome="abandoned") == 1
     assert value(families, runs, f"{runs}_total", provider="mbox", outcome="succeeded") == 0
@@ -268,14 +269,21 @@ def test_metrics_are_read_from_the_database(client, metrics_token, account, imap
 
     duration = "crmext_sync_duration_seconds"
     bucket = f"{duration}_bucket"
-    assert value(families, duration, bucket, provider="imap", outcome="succeeded", le="0.25") == 0
-    assert value(families, duration, bucket, provider="imap", outcome="succeeded", le="0.5") == 1
-    assert value(families, duration, bucket, provider="imap", outcome="succeeded", le="60.0") == 2
-    assert value(families, duration, bucket, provider="imap", outcome="succeeded", le="+Inf") == 2
-    assert value(families, duration, bucket, provider="imap", outcome="failed", le="3600.0") == 0
-    assert value(families, duration, bucket, provider="imap", outcome="failed", le="7200.0") == 1
-    assert value(families, f"{duration}_gsum", provider="imap", outcome="succeeded") == pytest.approx(45.3)
-    assert value(families, f"{duration}_gcount", provider="imap", outcome="failed") == 1
+    delta_ok = {"provider": "imap", "kind": "delta", "outcome": "succeeded"}
+    delta_failed = {"provider": "imap", "kind": "delta", "outcome": "failed"}
+    assert value(families, duration, bucket, le="0.25", **delta_ok) == 0
+    assert value(families, duration, bucket, le="0.5", **delta_ok) == 1
+    assert value(families, duration, bucket, le="60.0", **delta_ok) == 2
+    assert value(families, duration, bucket, le="+Inf", **delta_ok) == 2
+    assert value(families, duration, bucket, le="3600.0", **delta_failed) == 0
+    assert value(families, duration, bucket, le="7200.0", **delta_failed) == 1
+    assert value(families, f"{duration}_gsum", **delta_ok) == pytest.approx(45.3)
+    assert value(families, f"{duration}_gcount", **delta_failed) == 1
+    backfill = {"provider": "imap", "kind": "initial", "outcome": "succeeded"}
+    assert value(families, duration, bucket, le="+Inf", **backfill) == 1
+    assert value(families, duration, bucket, le="3600.0", **backfill) == 0
+    # Abandoned and running runs have no duration worth a histogram.
+    assert {s.labels["outcome"] for s in families[duration].samples} == {"succeeded", "failed"}
 
     # Webhooks (automation, issue 12) are not installed: the family is there, empty.
     assert families["crmext_webhook_deliveries"].type == "counter"
@@ -302,7 +310,7 @@ def test_runs_of_every_worker_process_are_counted(client, metrics_token, account
     second = scrape(client)
     assert value(second, "crmext_sync_runs", "crmext_sync_runs_total", provider="mbox", outcome="failed") == 1
     assert value(second, "crmext_sync_duration_seconds", "crmext_sync_duration_seconds_bucket",
-                 provider="mbox", outcome="succeeded", le="+Inf") == 2
+                 provider="mbox", kind="delta", outcome="succeeded", le="+Inf") == 2
 
 
 @pytest.mark.django_db
