@@ -90,14 +90,15 @@ class SentAtPagination(KeysetPagination):
         if not self.reverse:
             if position is None or sent_at is not None:
                 if position is not None:
-                    # sent_at <= x is the index range; the OR settles the ties within it.
+                    # sent_at <= x is the index range; the exclude drops the ties at or before the cursor.
                     dated = dated.filter(sent_at__lte=sent_at).exclude(sent_at=sent_at, pk__gte=pk)
                 parts.append(dated.order_by("-sent_at", "-pk"))
             parts.append((undated.filter(pk__lt=pk) if position and sent_at is None else undated).order_by("-pk"))
         elif sent_at is None:
             parts += [undated.filter(pk__gt=pk).order_by("pk"), dated.order_by("sent_at", "pk")]
         else:
-            parts.append(dated.filter(sent_at__gte=sent_at).exclude(sent_at=sent_at, pk__lte=pk).order_by("sent_at", "pk"))
+            dated = dated.filter(sent_at__gte=sent_at).exclude(sent_at=sent_at, pk__lte=pk)
+            parts.append(dated.order_by("sent_at", "pk"))
         rows: list[Any] = []
         for part in parts:
             rows += part[: limit - len(rows)]

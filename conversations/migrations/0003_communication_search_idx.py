@@ -32,6 +32,8 @@ class Migration(migrations.Migration):
     operations = [
         AddIndexConcurrentlyOnPostgres(
             model_name="communication",
-            index=GinIndex(conversations.models.SearchDocument("subject", "body_text"), name="communication_search_idx"),
+            index=GinIndex(
+                conversations.models.SearchDocument("subject", "body_text"), name="communication_search_idx"
+            ),
         ),
     ]

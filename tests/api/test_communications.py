@@ -7,13 +7,13 @@ import json
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from conversations.ingest import store_batch
-from conversations.messages import Channel, Direction
+from conversations.messages import Channel, Direction, ParsedAttachment
 from conversations.models import Communication
 from conversations.visibility import search, visible_communications
+from tests.api.test_sharing import client_for
 from tests.factories import email, message, phone
 
 pytestmark = pytest.mark.django_db
@@ -24,9 +24,7 @@ postgresql_only = pytest.mark.skipif("connection.vendor != 'postgresql'", reason
 
 @pytest.fixture
 def api(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
+    return client_for(user)
 
 
 def store(account, *messages) -> list[int]:
@@ -64,7 +62,7 @@ def test_lists_newest_first_with_participants(api, account):
     assert "body_text" not in rows[0]  # bodies are in the detail only
 
 
-def test_detail_has_sanitised_html_and_attachments_without_content(api, account):
+def test_detail_has_sanitised_html_with_remote_images_on_request(api, account):
     [pk] = store(account, message(body_html='<p onclick="x()">Hi <img src="https://track.example/p.gif"></p>'))
     detail = api.get(f"/api/v1/communications/{pk}/").json()
     assert detail["body_html"] == "<p>Hi <img></p>"
@@ -74,8 +72,6 @@ def test_detail_has_sanitised_html_and_attachments_without_content(api, account)
 
 
 def test_an_attachment_over_the_size_cap_has_no_download(api, account, settings):
-    from conversations.messages import ParsedAttachment
-
     settings.ATTACHMENT_MAX_BYTES = 10
     [pk] = store(account, message(attachments=(ParsedAttachment.from_bytes("big.bin", "x/y", b"x" * 11),)))
     [attachment] = api.get(f"/api/v1/communications/{pk}/").json()["attachments"]
@@ -85,8 +81,6 @@ def test_an_attachment_over_the_size_cap_has_no_download(api, account, settings)
 
 
 def test_an_attachment_of_another_communication_is_not_found(api, account):
-    from conversations.messages import ParsedAttachment
-
     first, second = store(account, message(attachments=(ParsedAttachment.from_bytes("a.txt", "text/plain", b"a"),)),
                           message())
     attachment = Communication.objects.get(pk=first).attachments.get()
@@ -94,11 +88,10 @@ def test_an_attachment_of_another_communication_is_not_found(api, account):
 
 
 def test_a_downloaded_html_attachment_is_never_rendered(api, account):
-    from conversations.messages import ParsedAttachment
-
     blob = ParsedAttachment.from_bytes("page.html", "text/html; charset=utf-8", b"<script>alert(1)</script>")
     [pk] = store(account, message(attachments=(blob,)))
-    response = api.get(f"/api/v1/communications/{pk}/attachments/{Communication.objects.get(pk=pk).attachments.get().pk}/")
+    attachment = Communication.objects.get(pk=pk).attachments.get()
+    response = api.get(f"/api/v1/communications/{pk}/attachments/{attachment.pk}/")
     assert response["Content-Type"] == "text/html"
     assert response["Content-Disposition"].startswith("attachment;")
     assert response["Content-Security-Policy"] == "default-src 'none'; sandbox"
