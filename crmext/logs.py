@@ -35,10 +35,6 @@ def log_context(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
-def current_context() -> Mapping[str, Any]:
-    return _context.get()
-
-
 # --- redaction -------------------------------------------------------------------------------
 
 # Keys whose values are secrets, wherever they appear: dict keys in log arguments and extras,
