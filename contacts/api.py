@@ -46,7 +46,8 @@ class CompanySerializer(serializers.ModelSerializer):
 
 class ContactFilters(serializers.Serializer):
     q = serializers.CharField(required=False, max_length=200, help_text="Part of the name or of an address.")
-    company = serializers.IntegerField(required=False, min_value=1)
+    # Bounded: an id past 64 bits would reach the database and fail there (a 500).
+    company = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
 
 
 class CompanyFilters(serializers.Serializer):

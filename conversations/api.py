@@ -245,15 +245,20 @@ class ConversationDetailSerializer(ConversationSerializer):
 
 # ---------------------------------------------------------------------------------------- filters
 
+def _id_filter(**options: Any) -> serializers.IntegerField:
+    # Bounded: an id past 64 bits would reach the database and fail there (a 500).
+    return serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1, **options)
+
+
 class CommunicationFilters(serializers.Serializer):
     """Query parameters of communication lists; an id that matches nothing gives an empty page."""
 
-    account = serializers.IntegerField(required=False, min_value=1)
+    account = _id_filter()
     channel = serializers.ChoiceField(choices=_CHANNELS, required=False)
     direction = serializers.ChoiceField(choices=_DIRECTIONS, required=False)
-    contact = serializers.IntegerField(required=False, min_value=1, help_text="A participant's contact id.")
-    company = serializers.IntegerField(required=False, min_value=1, help_text="A participant's company id.")
-    conversation = serializers.IntegerField(required=False, min_value=1)
+    contact = _id_filter(help_text="A participant's contact id.")
+    company = _id_filter(help_text="A participant's company id.")
+    conversation = _id_filter()
     sent_after = serializers.DateTimeField(required=False, help_text="Sent at or after (ISO 8601).")
     sent_before = serializers.DateTimeField(required=False, help_text="Sent before (ISO 8601).")
     label = serializers.CharField(required=False, max_length=255,
