@@ -58,11 +58,13 @@ def run_sync(account_id: int, full: bool = False, run_id: int | None = None) -> 
         # yield runs it. Any other holder sets next_sync_at itself when it ends.
         ProviderAccount.objects.filter(pk=account_id, next_sync_at__gt=timezone.now()).exclude(
             claim_token="").update(next_sync_at=timezone.now())
-    elif outcome.status == "yielded" and delta_due(account_id):
-        sync_account(account_id)
+    text = f"{outcome.status}: {outcome.message}"
+    if outcome.status == "yielded" and delta_due(account_id):
+        between = sync_account(account_id)
+        text += f" (then the due delta: {between.status}: {between.message})"
     if outcome.status != "already_running":
         dispatch_queued_runs(account_id)
-    return f"{outcome.status}: {outcome.message}"
+    return text
 
 
 def delta_due(account_id: int) -> bool:
@@ -109,8 +111,8 @@ def request_sync(account: ProviderAccount, *, kind: str, since: dt.date | dt.dat
             status=F("status"))
         if not locked:
             account.refresh_from_db(fields=["status", "last_error"])
-            raise NotSyncable(f"{account} cannot sync: it is {account.get_status_display().lower()}"
-                              + (f" ({account.last_error})" if account.last_error else "") + ".")
+            raise NotSyncable(f"{account} cannot sync now ({account.get_status_display().lower()})"
+                              + (f": {account.last_error}" if account.last_error else "."))
         active = SyncRun.objects.filter(account_id=account.pk, status__in=ACTIVE).order_by("-pk").first()
         if active is not None:
             raise SyncInProgress(active)

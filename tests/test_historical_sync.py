@@ -416,3 +416,11 @@ def test_imap_range_resumes_mid_chunk_and_leaves_stored_mail_single(imap_user, u
     assert Communication.objects.count() == 7
     account.refresh_from_db()
     assert account.sync_cursor == cursor
+
+
+def test_sync_command_all_with_a_range_takes_the_accounts_that_can_do_it(account, ranged, scripted_account):
+    ranged.mailbox = dated(at(2019, 1, 5))
+    out = io.StringIO()
+    call_command("sync", "--all", "--since", "2019-01-01", "--until", "2019-02-01", stdout=out, stderr=io.StringIO())
+    assert f"Account {account.pk}: succeeded: 1 fetched" in out.getvalue()
+    assert f"Account {scripted_account.pk}" not in out.getvalue()

@@ -144,7 +144,7 @@ class MessageProvider:
       reads or moves the delta cursor: the engine ignores ``Batch.new_cursor`` and
       ``progress`` of its pages. A provider that can only select by day documents how it
       narrows that to [since, until). CursorExpired means the page token no longer holds
-      (an IMAP UIDVALIDITY change); the engine then starts the range over.
+      (an IMAP UIDVALIDITY change); the engine then starts that range over, from page one.
     - They never change anything on the provider (no flags set, nothing moved or deleted).
     - They raise only ProviderError subclasses; anything else is a bug and is recorded as one.
     - ``api_calls`` counts requests made, for the SyncRun.

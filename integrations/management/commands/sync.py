@@ -9,6 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from integrations.models import ProviderAccount
+from integrations.providers.base import Capability
+from integrations.providers.registry import provider_class
 from integrations.sync import NOT_SYNCABLE, SyncOutcome, sync_account
 from integrations.tasks import NotSyncable, SyncInProgress, delta_due, request_sync
 
@@ -24,14 +26,17 @@ class Command(BaseCommand):
         parser.add_argument("--since", type=dt.date.fromisoformat, metavar="YYYY-MM-DD",
                             help="With --until: a historical sync of the mail received in [since, until), "
                                  "leaving the delta cursor alone")
-        parser.add_argument("--until", type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
+        parser.add_argument("--until", type=dt.date.fromisoformat, metavar="YYYY-MM-DD",
+                            help="With --all: every account whose provider can fetch date ranges")
 
     def handle(self, *args: Any, **options: Any) -> None:
         historical = options["since"] is not None or options["until"] is not None
         if historical and options["full"]:
             raise CommandError("--full and --since/--until do not go together")
         if options["all"]:
-            ids = list(ProviderAccount.objects.exclude(status__in=NOT_SYNCABLE).order_by("pk").values_list("pk", flat=True))
+            accounts = ProviderAccount.objects.exclude(status__in=NOT_SYNCABLE).order_by("pk")
+            ids = [account.pk for account in accounts.only("pk", "provider")
+                   if not historical or Capability.DATE_RANGE in provider_class(account.provider).capabilities]
         else:
             ids = options["account"]
             missing = set(ids) - set(ProviderAccount.objects.filter(pk__in=ids).values_list("pk", flat=True))
