@@ -34,7 +34,9 @@ from integrations.providers.mbox import MboxProvider
 def _form_field(described: dict[str, Any]) -> forms.Field:
     """A form field for one entry of ConnectMethod.fields()."""
     options: dict[str, Any] = {
-        "required": described["required"] and described["type"] != "boolean",
+        # A choice with a default always has a value: not optional to the eye.
+        "required": described["type"] != "boolean" and (
+            described["required"] or (described["type"] == "choice" and described["default"] is not None)),
         "label": described["name"].replace("_", " ").capitalize(),
         "help_text": described["help_text"],
         "initial": described["default"],

@@ -6,6 +6,8 @@ the work. Every account is looked up among the signed-in user's own (404 otherwi
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
@@ -15,6 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.timesince import timesince
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
@@ -67,7 +70,11 @@ def _describe(account: ProviderAccount) -> ProviderAccount:
     account.unavailable = not account.method.is_configured()
     account.current_run = current_run(account)
     account.sharing_form = SharingForm(instance=account, auto_id=f"id_%s_{account.pk}")
-    account.retry_pending = account.next_sync_at is not None and account.next_sync_at > timezone.now()
+    now = timezone.now()
+    account.retry_pending = account.next_sync_at is not None and account.next_sync_at > now
+    if account.last_synced_at is not None:
+        account.last_sync_ago = ("just now" if now - account.last_synced_at < dt.timedelta(minutes=1)
+                                 else f"{timesince(account.last_synced_at, now)} ago")
     return account
 
 
@@ -216,7 +223,8 @@ def sharing(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
     account = _describe(_account(request, pk))
-    form = DisconnectForm(request.POST or None)
+    form = DisconnectForm(request.POST or None, initial={
+        "purge": "delete" if account.status == ProviderAccount.Status.DISABLED else "keep"})
     if request.method == "POST" and form.is_valid():
         purge = form.cleaned_data["purge"]
         disconnect_account(account, purge=purge, by=request.user)

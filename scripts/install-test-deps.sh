@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# System packages the test suite drives for real: Dovecot (IMAP tests).
+# System packages the test suite drives for real: Dovecot (IMAP tests) and Chromium (browser tests of
+# the web pages, driven by Playwright; its own browser download is not used).
 # Installs them with apt when missing and running as root; otherwise says what is missing,
 # and the tests that need them fail under CI=true (skip elsewhere).
 set -uo pipefail
 missing=()
 if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then missing+=(dovecot-imapd); fi
+if [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "Installing test dependencies: ${missing[*]}"

@@ -1,10 +1,14 @@
 """Fixtures of the web page tests: signed-in clients, mail to show, and a recorded task queue."""
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
+from django.db import connections
 from django.test import Client
 from django.utils.module_loading import import_string
 
@@ -96,3 +100,100 @@ def run_tasks(queued: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
 def _fast_password_hashing(settings) -> None:
     # PBKDF2's deliberate slowness costs a third of a second per user created or signed in.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- browser tests ----------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium, never Playwright's own download (which cannot be fetched here).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SHOTS = Path("/tmp/web-shots")
+
+
+def _missing(problem: str) -> None:
+    """Skips a browser test, or fails it under CI=true: CI must run the browser tests."""
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(f"{problem}; it is required under CI", pytrace=False)
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for a module of browser tests."""
+    if not os.access(CHROMIUM, os.X_OK):
+        _missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium; make test-deps does)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Playwright is not installed (pip install -r requirements.txt)")
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make
+    # (fixtures, the queued tasks they run) are synchronous all the same.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser, live_server) -> Iterator[Any]:
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1180, "height": 820})
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def signed_in_page(page, user, live_server) -> Any:
+    """``page`` with the session of ``user`` (signing in through the form is tested once, on its own)."""
+    client = Client()
+    client.force_login(user)
+    cookie = django_settings.SESSION_COOKIE_NAME
+    page.context.add_cookies([{"name": cookie, "url": live_server.url, "value": client.cookies[cookie].value}])
+    return page
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+class SyncOnPoll:
+    """Runs the recorded sync tasks while the browser's next status poll is held.
+
+    The qcluster does not run in tests, and on SQLite the live server shares the test's
+    in-memory database connection: the tasks must not run while the server answers a
+    request. So the page's poll of /api/v1/connectors/<id>/status/ is held (Playwright
+    routing) while the test calls the tasks, then let through: the page sees the sync end.
+    """
+
+    def __init__(self, page: Any, queued: list[tuple[str, tuple[Any, ...]]]) -> None:
+        self.queued = queued
+        self.released = False
+        self.ran: list[Any] = []
+        page.route("**/api/v1/connectors/*/status/", self._handle)
+
+    def release(self) -> None:
+        self.released = True
+
+    def _handle(self, route: Any) -> None:
+        if self.released and self.queued:
+            self.ran.extend(run_tasks(self.queued))
+            # Playwright calls this handler in a greenlet of its own, whose database connections
+            # are not the test's: closed here, or PostgreSQL's test database cannot be dropped.
+            connections.close_all()
+        route.continue_()
+
+
+@pytest.fixture
+def sync_on_poll(signed_in_page, task_queue) -> SyncOnPoll:
+    return SyncOnPoll(signed_in_page, task_queue)

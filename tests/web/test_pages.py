@@ -1,16 +1,24 @@
 """Every web page through Django's test client: sign-in, permissions, CSRF, and what each shows."""
 from __future__ import annotations
 
+import io
+import os
+import tarfile
+import time
+import zipfile
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from conversations.models import Communication
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.base import MessageProvider
 from integrations.providers.connect import OAuthConnect
+from integrations.providers.mbox import MboxProvider
 from integrations.providers.registry import PROVIDERS
-from tests.web.conftest import SECRET, add_messages
+from tests.web.conftest import SECRET, add_messages, run_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -161,8 +169,6 @@ def test_posts_without_the_csrf_token_are_refused(csrf_client, account, name):
 
 
 def test_connect_and_upload_posts_need_the_csrf_token(csrf_client, tmp_path):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     assert csrf_client.post("/connections/connect/imap/", {"host": "x"}).status_code == 403
     upload = SimpleUploadedFile("a.mbox", b"From x\n\nbody\n")
     assert csrf_client.post("/connections/upload/", {"file": upload}).status_code == 403
@@ -450,3 +456,77 @@ def test_superusers_see_all_on_the_web_too(client, mail):
     client.force_login(root)
     assert client.get(reverse("conversations:communication", args=[mail["theirs"].pk])).status_code == 200
     assert Communication.objects.count() == 2
+
+
+# --- uploads --------------------------------------------------------------------------------------
+
+MBOX = (b"From 1@xxx Mon Nov  2 10:00:00 2026\nFrom: Carol <carol@acme.com>\nTo: alice@example.org\n"
+        b"Subject: Imported one\nMessage-ID: <i1@acme.com>\n\nFirst body\n\n"
+        b"From 2@xxx Mon Nov  2 10:01:00 2026\nFrom: Dan <dan@acme.com>\nTo: alice@example.org\n"
+        b"Subject: Imported two\nMessage-ID: <i2@acme.com>\n\nLast body\n")
+
+
+def _upload(client, name: str, content: bytes, **fields):
+    return client.post("/connections/upload/", {"file": SimpleUploadedFile(name, content), **fields}, follow=True)
+
+
+def _leftovers(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".part"))
+
+
+def test_upload_an_mbox_streams_it_into_the_import_dir_and_imports_it(
+        signed_in, user, settings, task_queue, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _upload(signed_in, "My Export.mbox", MBOX, display_name="Old laptop")
+    assert b"Uploaded Old laptop: its import has started." in response.content
+    account = ProviderAccount.objects.get(owner=user, provider="mbox")
+    path = account.config["path"]
+    assert path.startswith(str(settings.MBOX_IMPORT_DIR)) and path.endswith("-My_Export.mbox")
+    with open(path, "rb") as handle:
+        assert handle.read() == MBOX
+    assert time.time() - os.stat(path).st_mtime > MboxProvider.settle_seconds  # its last message counts at once
+    assert _leftovers(settings.MBOX_IMPORT_DIR) == []
+    assert account.next_sync_at is None and account.external_address == "alice@example.org"
+    run_tasks(task_queue)
+    assert sorted(Communication.objects.filter(account=account).values_list("subject", flat=True)) == [
+        "Imported one", "Imported two"]
+    assert SyncRun.objects.get(account=account).status == "succeeded"
+
+
+def test_upload_refuses_a_file_that_is_no_mbox(signed_in, settings):
+    response = _upload(signed_in, "notes.txt", b"Dear diary\n")
+    page = response.content.decode()
+    assert 'id="id_file-errors"' in page and "is not an mbox file" in page
+    assert not ProviderAccount.objects.exists()
+    assert _leftovers(settings.MBOX_IMPORT_DIR) == []
+
+
+@pytest.mark.parametrize("kind", ["zip", "tgz"])
+def test_upload_a_takeout_archive_imports_its_mbox(signed_in, user, settings, kind):
+    member = "Takeout/Mail/All mail Including Spam and Trash.mbox"
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("Takeout/archive_browser.html", "<html></html>")
+            archive.writestr(member, MBOX)
+    else:
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            info = tarfile.TarInfo(member)
+            info.size = len(MBOX)
+            archive.addfile(info, io.BytesIO(MBOX))
+    response = _upload(signed_in, f"takeout-20261101.{kind}", buffer.getvalue())
+    assert b"Uploaded All mail Including Spam and Trash.mbox" in response.content
+    account = ProviderAccount.objects.get(owner=user)
+    with open(account.config["path"], "rb") as handle:
+        assert handle.read() == MBOX
+    files = sorted(p.name for p in settings.MBOX_IMPORT_DIR.iterdir())
+    assert files == [account.config["path"].rsplit("/", 1)[1]]  # the archive itself is gone
+
+
+def test_upload_an_archive_without_mail(signed_in, settings):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("Takeout/Drive/notes.txt", "hi")
+    page = _upload(signed_in, "takeout.zip", buffer.getvalue()).content.decode()
+    assert "holds no .mbox file" in page and not ProviderAccount.objects.exists()
+    assert list(settings.MBOX_IMPORT_DIR.iterdir()) == []

@@ -16,10 +16,11 @@
   }
 
   function show(card, data) {
-    var run = data.current_run, badge = part(card, "badge"), progress = part(card, "progress");
-    if (badge && labels[data.status] && !badge.classList.contains("unavailable")) {
-      badge.className = "badge " + data.status;
-      badge.textContent = labels[data.status];
+    var run = data.current_run, health = data.health || data.status;
+    var badge = part(card, "badge"), progress = part(card, "progress");
+    if (badge && labels[health] && !badge.classList.contains("unavailable")) {
+      badge.className = "badge " + health;
+      badge.textContent = labels[health];
     }
     if (!progress) return;
     var bar = progress.querySelector(".bar"), fill = bar.querySelector("span"), text = part(card, "progress-text");
@@ -29,7 +30,7 @@
       bar.classList.add("done");
       fill.style.width = "100%";
       bar.setAttribute("aria-valuenow", "100");
-      text.textContent = data.status === "connected" ? "Sync finished" : "Sync stopped";
+      text.textContent = health === "connected" ? "Sync finished" : "Sync stopped";
       return;
     }
     var total = run.progress_total, percent = total ? Math.min(100, Math.floor(100 * run.progress_done / total)) : null;
