@@ -5,6 +5,7 @@ the API and webhooks. Lifecycle: claim -> authenticate -> backfill or delta -> r
 """
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import random
@@ -343,7 +344,8 @@ class _Sync:
         # the provider's network waits overlap the database's. One fetch in flight at a time,
         # so at most two pages are in memory; leaving the block waits for it.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-fetch") as fetcher:
-            upcoming = fetcher.submit(self.provider.fetch_initial, window, page_token)
+            # Each fetch runs in the caller's context, so its log records carry the account and provider.
+            upcoming = fetcher.submit(contextvars.copy_context().run, self.provider.fetch_initial, window, page_token)
             while True:
                 try:
                     batch = upcoming.result()
@@ -353,7 +355,9 @@ class _Sync:
                     self._cursor_expired(error)
                     return
                 if batch.next_page_token is not None:
-                    upcoming = fetcher.submit(self.provider.fetch_initial, window, batch.next_page_token)
+                    upcoming = fetcher.submit(
+                        contextvars.copy_context().run, self.provider.fetch_initial, window, batch.next_page_token
+                    )
                 pending_cursor = batch.new_cursor if batch.new_cursor is not None else pending_cursor
                 with transaction.atomic():
                     self._store(batch)

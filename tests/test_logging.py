@@ -44,6 +44,7 @@ class LoggingProvider(MessageProvider):
         return Batch(messages=[message(), message(raw_size=-1)], new_cursor={"c": 2})
 
     def fetch_initial(self, window: BackfillWindow, page_token: dict | None) -> Batch:
+        provider_logger.info("backfill page %s", page_token)  # runs in the engine's fetch thread
         return Batch(messages=[message()], new_cursor={"c": 3})
 
 
@@ -107,6 +108,14 @@ def test_engine_records_carry_the_context_too(logging_account, records, monkeypa
     engine = [r for r in records.records if r.name == "integrations.sync"]
     assert engine and "expired" in engine[0].getMessage()
     assert all((r.account_id, r.provider) == (logging_account.pk, "logging") for r in engine)
+
+
+@pytest.mark.django_db
+def test_backfill_pages_fetched_in_a_thread_carry_the_context(logging_account, records):
+    ProviderAccount.objects.filter(pk=logging_account.pk).update(sync_cursor={})
+    assert sync_account(logging_account.pk).status == "succeeded"
+    pages = [r for r in records.records if r.getMessage().startswith("backfill page")]
+    assert pages and all((r.account_id, r.provider) == (logging_account.pk, "logging") for r in pages)
 
 
 def test_contexts_nest_and_restore_and_stay_in_their_thread(records):
