@@ -10,7 +10,7 @@ from conversations.permissions import HIDDEN
 from integrations.accounts import enable_accounts
 from integrations.models import ProviderAccount, QuarantinedMessage, SyncRun
 from integrations.quarantine import retry
-from integrations.tasks import enqueue_sync
+from integrations.tasks import NotSyncable, SyncInProgress, request_sync
 
 
 class SyncRunInline(admin.TabularInline):
@@ -65,12 +65,22 @@ class ProviderAccountAdmin(admin.ModelAdmin):
 
     @admin.action(description="Sync now", permissions=["change"])
     def sync_now(self, request: HttpRequest, queryset: QuerySet[ProviderAccount]) -> None:
-        queued = [account for account in queryset if enqueue_sync(account.pk)]
-        skipped = queryset.count() - len(queued)
-        self.message_user(request, f"Queued a sync of {len(queued)} account(s).", messages.SUCCESS)
-        if skipped:
+        # The same service as the API and the pages: a queued run, never two at once.
+        queued = busy = blocked = 0
+        for account in queryset:
+            try:
+                request_sync(account, kind="delta")
+                queued += 1
+            except SyncInProgress:
+                busy += 1
+            except NotSyncable:
+                blocked += 1
+        self.message_user(request, f"Queued a sync of {queued} account(s).", messages.SUCCESS)
+        if busy:
+            self.message_user(request, f"{busy} account(s) already have a sync queued or running.", messages.INFO)
+        if blocked:
             self.message_user(
-                request, f"{skipped} account(s) need attention first (disabled or re-authentication required).",
+                request, f"{blocked} account(s) need attention first (disabled or re-authentication required).",
                 messages.WARNING,
             )
 

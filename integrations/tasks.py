@@ -169,14 +169,6 @@ def dispatch_queued_runs(account_id: int) -> int:
     return dispatched
 
 
-def enqueue_sync(account_id: int, *, full: bool = False) -> bool:
-    """Queues a sync now (admin "Sync now", later the API). False if the account cannot sync."""
-    if ProviderAccount.objects.filter(pk=account_id, status__in=NOT_SYNCABLE).exists():
-        return False
-    async_task(SYNC_TASK, account_id, full, task_name=f"sync account {account_id}", group="sync")
-    return True
-
-
 def enqueue_due_syncs() -> int:
     """The periodic tick: sweeps dead runs, then queues every account whose next sync is due.
 

@@ -226,18 +226,26 @@ def test_schedule_exists_after_migrate():
     assert Schedule.objects.filter(name=tasks.SCHEDULE_NAME).count() == 1
 
 
-def test_admin_sync_now_enqueues(admin_client, scripted_account):
+def test_admin_sync_now_enqueues(admin_client, scripted_account, django_capture_on_commit_callbacks):
     ProviderAccount.objects.create(owner=scripted_account.owner, provider="scripted", status="reauth_required")
     before = OrmQ.objects.count()
-    response = admin_client.post(
-        "/admin/integrations/provideraccount/",
-        {"action": "sync_now", "_selected_action": list(ProviderAccount.objects.values_list("pk", flat=True))},
-        follow=True,
-    )
+    with django_capture_on_commit_callbacks(execute=True):  # the task is queued once the run is committed
+        response = admin_client.post(
+            "/admin/integrations/provideraccount/",
+            {"action": "sync_now", "_selected_action": list(ProviderAccount.objects.values_list("pk", flat=True))},
+            follow=True,
+        )
     assert response.status_code == 200
     assert OrmQ.objects.count() == before + 1
+    assert SyncRun.objects.filter(account=scripted_account, status=SyncRun.Status.QUEUED).count() == 1
     text = response.content.decode()
     assert "Queued a sync of 1 account(s)." in text and "need attention first" in text
+    again = admin_client.post(
+        "/admin/integrations/provideraccount/",
+        {"action": "sync_now", "_selected_action": [scripted_account.pk]}, follow=True,
+    ).content.decode()
+    assert "1 account(s) already have a sync queued or running." in again
+    assert OrmQ.objects.count() == before + 1
 
 
 # --- manage.py sync ---------------------------------------------------------------------------

@@ -174,8 +174,7 @@ def test_the_sweeper_abandons_queued_runs_whose_task_was_lost(scripted_account, 
     request_sync(scripted_account, kind="delta")  # no longer blocked
 
 
-def test_scheduled_and_admin_syncs_still_create_their_own_runs(scripted_account, scripted):  # noqa: F811
-    assert tasks.enqueue_sync(scripted_account.pk)
+def test_scheduled_syncs_still_create_their_own_runs(scripted_account, scripted):  # noqa: F811
     scripted.script = [page(1)]
     assert tasks.run_sync(scripted_account.pk).startswith("succeeded")
     assert SyncRun.objects.get().kind == "initial"
