@@ -15,6 +15,7 @@ from conversations.messages import ParsedMessage
 
 if TYPE_CHECKING:
     from integrations.models import ProviderAccount
+    from integrations.providers.connect import ConnectMethod
 
 Cursor = dict[str, Any]
 PageToken = dict[str, Any]
@@ -149,11 +150,16 @@ class MessageProvider:
     - They raise only ProviderError subclasses; anything else is a bug and is recorded as one.
     - ``api_calls`` counts requests made, for the SyncRun.
     - ``close()`` releases connections; it is always called, also after errors.
+
+    Describing, not binding: ``connect`` says how a user connects an account of the provider
+    (integrations.providers.connect: credentials, OAuth or upload; None: it cannot be
+    connected), and is all the connectors API and the Connections page read.
     """
 
     key: ClassVar[str]
     display_name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    connect: ClassVar[ConnectMethod | None] = None
     page_size: ClassVar[int] = 200
 
     def __init__(self, account: ProviderAccount) -> None:

@@ -114,8 +114,7 @@ NOT_CONNECTABLE = ConnectMethod()
 
 def connect_method(provider_key: str) -> ConnectMethod:
     """How accounts of the provider ``provider_key`` are connected (LookupError if no such provider)."""
-    method = getattr(provider_class(provider_key), "connect", None)
-    return method if isinstance(method, ConnectMethod) else NOT_CONNECTABLE
+    return provider_class(provider_key).connect or NOT_CONNECTABLE
 
 
 # Most specific first: EmailField is a CharField, MultipleChoiceField a ChoiceField.
