@@ -33,7 +33,8 @@ class Migration(migrations.Migration):
         AddIndexConcurrentlyOnPostgres(
             model_name="communication",
             index=GinIndex(
-                conversations.models.SearchDocument("subject", "body_text"), name="communication_search_idx"
+                conversations.models.SearchDocument("subject", "body_text"), name="communication_search_idx",
+                fastupdate=True, gin_pending_list_limit=65536,
             ),
         ),
     ]
