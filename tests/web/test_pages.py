@@ -139,6 +139,7 @@ def test_a_provider_without_app_credentials_shows_as_unavailable(signed_in, user
     assert "This server has no app credentials for Fake Mail yet" in page
     assert "Unavailable" in page and "Fake Mail is unavailable on this server" in page
     assert 'class="badge error"' not in page
+    assert reverse("integrations:sync", args=[account.pk]) not in page  # it could not sync: no button
     response = signed_in.get(reverse("integrations:connect", args=["fakemail"]), follow=True)
     assert b"its app credentials are not configured" in response.content
     assert signed_in.get(reverse("integrations:reconnect", args=[account.pk])).status_code == 200
