@@ -10,7 +10,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import expect
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the browser fixture skips these tests, or fails them under CI, saying why
+    expect = None
 
 from integrations.accounts import connect_account
 from integrations.models import ProviderAccount
