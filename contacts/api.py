@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from contacts.models import Company, Contact, ContactIdentifier
+from crmext.api_schema import DocumentedErrorsSchema
 
 
 class IdentifierSerializer(serializers.ModelSerializer):
@@ -63,6 +64,7 @@ def _validated(filters_class: type[serializers.Serializer], request: Request) ->
 class _ReadAndPatch(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
                     viewsets.GenericViewSet):
     http_method_names = ["get", "patch", "head", "options"]
+    schema = DocumentedErrorsSchema()
 
 
 class ContactViewSet(_ReadAndPatch):

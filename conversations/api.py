@@ -30,6 +30,7 @@ from conversations.rendering import sanitize_html
 from conversations.threading import conversation_subject
 from conversations.visibility import Level, search, shows, visible_communications, visible_conversations, with_label
 from crmext.api import KeysetPagination
+from crmext.api_schema import DocumentedErrorsSchema
 
 # The models' own choices, so that the schema names one enum for each.
 _CHANNELS = Communication._meta.get_field("channel").choices
@@ -337,6 +338,7 @@ _CONTENT_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
 class CommunicationViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = CommunicationSerializer
     pagination_class = SentAtPagination
+    schema = DocumentedErrorsSchema()
 
     def get_queryset(self) -> QuerySet:
         communications = _communications(self.request)
@@ -364,10 +366,11 @@ class CommunicationViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("attachment_id", int, OpenApiParameter.PATH)],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+        # Served with the content type the message gave it (else application/octet-stream).
+        responses={(200, "*/*"): OpenApiTypes.BINARY,
                    404: OpenApiResponse(description="No such attachment, not yours to read, or not stored.")},
     )
-    @action(detail=True, url_path=r"attachments/(?P<attachment_id>[0-9]+)", url_name="attachment")
+    @action(detail=True, url_path=r"attachments/(?P<attachment_id>[^/.]+)", url_name="attachment")
     def attachment(self, request: Request, pk: str, attachment_id: str) -> FileResponse:
         """An attachment's content, to whoever sees its communication at access 'everything'."""
         communication = get_object_or_404(_communications(request), pk=pk)
@@ -390,6 +393,7 @@ class CommunicationViewSet(viewsets.ReadOnlyModelViewSet):
 
 class ConversationViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ConversationSerializer
+    schema = DocumentedErrorsSchema()
 
     def get_queryset(self) -> QuerySet:
         conversations = visible_conversations(self.request.user)
@@ -419,12 +423,14 @@ class ContactTimelineView(generics.ListAPIView):
 
     serializer_class = CommunicationSerializer
     pagination_class = SentAtPagination
+    schema = DocumentedErrorsSchema()
 
     def get_queryset(self) -> QuerySet:
         contact = get_object_or_404(Contact.objects.only("pk"), pk=self.kwargs["pk"])
         communications = filter_communications(_communications(self.request), _validated(TimelineFilters, self.request))
         return _listed(_with_participant(communications, contact_id=contact.pk))
 
-    @extend_schema(parameters=[TimelineFilters])
+    @extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH, description="The contact's id."),
+                               TimelineFilters])
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)

@@ -3,7 +3,7 @@
 A contact's timeline lives here, not in contacts: it reads communications, and contacts
 imports nothing of ours.
 """
-from django.urls import path
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
 from conversations.api import CommunicationViewSet, ContactTimelineView, ConversationViewSet
@@ -14,5 +14,7 @@ router.register("conversations", ConversationViewSet, basename="conversation")
 
 urlpatterns = [
     *router.urls,
-    path("contacts/<int:pk>/timeline/", ContactTimelineView.as_view(), name="contact-timeline"),
+    # Any id segment, as the router's detail routes take it: one that is no contact's id is the
+    # API's JSON 404, not Django's HTML one for a path that matches no route.
+    re_path(r"^contacts/(?P<pk>[^/.]+)/timeline/$", ContactTimelineView.as_view(), name="contact-timeline"),
 ]

@@ -13,6 +13,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from crmext.api_schema import ErrorBodySerializer, ErrorSerializer  # noqa: F401 - re-exported for the views
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.connect import ConnectMethod, CredentialsConnect, connect_method
 from integrations.providers.registry import PROVIDERS, provider_choices
@@ -24,14 +25,8 @@ MAX_INTERVAL_SECONDS = 7 * 24 * 3600
 
 # --- errors (the shape of crmext.api.exception_handler, for the schema) ----------------------
 
-class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    fields = serializers.DictField(required=False, help_text="Validation errors by field, when there are some.")
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = ErrorBodySerializer()
+# ErrorBodySerializer and ErrorSerializer live in crmext.api_schema; imported here
+# for the views and for SyncConflictBodySerializer.
 
 
 # --- sync runs ----------------------------------------------------------------------------
@@ -124,8 +119,9 @@ assert {value for value, _label in HEALTH} == set(ProviderAccount.Status.values)
 class ConnectorStatusSerializer(serializers.ModelSerializer):
     health = serializers.ChoiceField(source="status", choices=HEALTH, read_only=True,
                                      help_text="The connector's status, and what it means for its syncs.")
-    last_success = serializers.DateTimeField(source="last_synced_at", read_only=True)
-    next_run = serializers.DateTimeField(source="next_sync_at", read_only=True)
+    # Null before the first successful sync, and while no sync is scheduled (disabled, reauth required).
+    last_success = serializers.DateTimeField(source="last_synced_at", read_only=True, allow_null=True)
+    next_run = serializers.DateTimeField(source="next_sync_at", read_only=True, allow_null=True)
     cursor_age_seconds = serializers.SerializerMethodField(help_text="Seconds since the last successful sync.")
     current_run = serializers.SerializerMethodField(help_text="The sync queued or running, with its progress.")
 

@@ -25,6 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from conversations.models import Communication
+from crmext.api_schema import DocumentedErrorsSchema
 from integrations import accounts
 from integrations.api.serializers import (
     AuthorizeSerializer,
@@ -113,6 +114,7 @@ class ConnectorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
 
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     serializer_class = ConnectorSerializer
+    schema = DocumentedErrorsSchema()
 
     def get_queryset(self) -> QuerySet[ProviderAccount]:
         if getattr(self, "swagger_fake_view", False):  # the schema generator: no user
@@ -245,6 +247,7 @@ class ConnectorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
 )
 class SyncRunViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = SyncRunSerializer
+    schema = DocumentedErrorsSchema()
 
     def get_queryset(self) -> QuerySet[SyncRun]:
         if getattr(self, "swagger_fake_view", False):  # the schema generator: no user
@@ -283,6 +286,7 @@ class ProviderViewSet(viewsets.GenericViewSet):
 
     serializer_class = ProviderSerializer
     pagination_class = None
+    schema = DocumentedErrorsSchema()
     lookup_field = "key"
     lookup_value_regex = "[a-z0-9_]+"
 

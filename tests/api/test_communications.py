@@ -326,4 +326,22 @@ def test_the_schema_describes_the_filters_and_bodies():
     assert detail["body_text"]["nullable"] and detail["attachments"]["nullable"]
     assert "/api/v1/contacts/{id}/timeline/" in schema["paths"]
     download = schema["paths"]["/api/v1/communications/{id}/attachments/{attachment_id}/"]["get"]
-    assert "application/octet-stream" in download["responses"]["200"]["content"]
+    # Any type: a download is served with the content type its message gave it (Schemathesis found
+    # application/pdf answered where only application/octet-stream was documented).
+    assert list(download["responses"]["200"]["content"]) == ["*/*"]
+
+
+def test_an_attachment_is_served_with_its_own_content_type(api, account):
+    [pk] = store(account, message(attachments=(ParsedAttachment.from_bytes("q.pdf", "application/pdf", b"%PDF-1"),)))
+    [attachment] = api.get(f"/api/v1/communications/{pk}/").json()["attachments"]
+    assert api.get(attachment["download_url"])["Content-Type"] == "application/pdf"
+
+
+@pytest.mark.parametrize("bad_id", ["-1", "abc", "99999999999999999999999"])
+def test_an_id_that_is_no_id_is_the_apis_json_404(api, account, bad_id):
+    # These paths matched no route before, so Django answered its HTML 404 (found by Schemathesis).
+    [pk] = store(account, message())
+    for path in [f"/api/v1/contacts/{bad_id}/timeline/", f"/api/v1/communications/{pk}/attachments/{bad_id}/"]:
+        response = api.get(path)
+        assert response.status_code == 404, path
+        assert response["Content-Type"] == "application/json" and response.json()["error"]["code"] == "not_found"

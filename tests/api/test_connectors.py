@@ -440,3 +440,14 @@ def test_the_stored_password_is_in_no_response(api, user, client, imap_account, 
     for response in responses:
         assert STORED_SECRET.encode() not in response.content, response.request["PATH_INFO"]
     assert {r.status_code for r in responses} >= {200, 400, 403}
+
+
+def test_a_never_synced_connector_has_null_dates_in_its_status_and_the_schema_says_so(api, user):
+    # Found by Schemathesis: last_success and next_run were null where the schema said a date-time.
+    account = ProviderAccount.objects.create(owner=user, provider="mbox", display_name="new",
+                                             status=ProviderAccount.Status.DISABLED, next_sync_at=None)
+    status = api.get(f"/api/v1/connectors/{account.pk}/status/").json()
+    assert status["last_success"] is None and status["next_run"] is None
+    schema = json.loads(APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)
+    properties = schema["components"]["schemas"]["ConnectorStatus"]["properties"]
+    assert properties["last_success"]["nullable"] and properties["next_run"]["nullable"]
