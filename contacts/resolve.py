@@ -7,7 +7,7 @@ Every step is a handful of set-based queries, whatever the number of addresses.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import transaction
@@ -36,6 +36,16 @@ class AddressToResolve:
     display_name: str = ""
     # False: match an existing contact only; never create one (or a company) for it.
     may_create: bool = True
+
+
+def merged(known: AddressToResolve | None, seen: AddressToResolve) -> AddressToResolve:
+    """One address met again: it may create if any occurrence may, and keeps the first display name."""
+    if known is None:
+        return seen
+    if (known.may_create or not seen.may_create) and (known.display_name or not seen.display_name):
+        return known
+    return replace(known, may_create=known.may_create or seen.may_create,
+                   display_name=known.display_name or seen.display_name)
 
 
 def is_resolvable(kind: str, value: str) -> bool:
@@ -117,11 +127,7 @@ def resolve_addresses(
     for address in addresses:
         if not is_resolvable(address.kind, address.value):
             continue
-        known = by_value.get(address.value)
-        if known is None or (address.may_create and not known.may_create) or (
-            address.may_create == known.may_create and not known.display_name
-        ):
-            by_value[address.value] = address
+        by_value[address.value] = merged(by_value.get(address.value), address)
     if not by_value:
         return {}
 
@@ -134,9 +140,8 @@ def resolve_addresses(
     creatable_domains = {email_domain(a.value) for a in unknown if a.kind == ContactIdentifier.Kind.EMAIL
                          and a.may_create}
     companies = companies_for_domains(creatable_domains, create_companies)
-    match_only_domains = {email_domain(a.value) for a in unknown if a.kind == ContactIdentifier.Kind.EMAIL} - set(
-        companies
-    ) - creatable_domains
+    match_only_domains = {email_domain(a.value) for a in unknown
+                          if a.kind == ContactIdentifier.Kind.EMAIL} - creatable_domains
     if match_only_domains:
         companies.update(companies_for_domains(match_only_domains, create=False))
 

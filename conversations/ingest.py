@@ -18,7 +18,7 @@ from django.db.models import Subquery
 from django.utils import timezone
 
 from contacts.lookups import chunked
-from contacts.resolve import AddressToResolve, Resolution, resolve_addresses
+from contacts.resolve import AddressToResolve, Resolution, merged, resolve_addresses
 from conversations.attachments import start_storing
 from conversations.bulk import add_to_counters, bulk_insert, insert_ignoring_conflicts, relax_commit_durability
 from conversations.messages import Direction, ParsedMessage
@@ -291,19 +291,15 @@ def _resolve(messages: list[ParsedMessage], own: set[str]) -> dict[str, Resoluti
     wanted: dict[str, AddressToResolve] = {}
     for message in messages:
         for position, (_role, address) in enumerate(message.participants()):
-            may_create = position < limit
             known = wanted.get(address.value)
-            if known is not None:
-                if (known.may_create or not may_create) and (known.display_name or not address.display_name):
+            if known is None:
+                if address.value in own or is_ignored_address(address.value):
                     continue
-                wanted[address.value] = dataclasses.replace(
-                    known, may_create=known.may_create or may_create,
-                    display_name=known.display_name or address.display_name,
-                )
-            elif address.value not in own and not is_ignored_address(address.value):
-                wanted[address.value] = AddressToResolve(
-                    address.kind.value, address.value, address.display_name, may_create=may_create
-                )
+            elif known.may_create and known.display_name:
+                continue  # nothing a repeat could add: the common case, kept cheap
+            wanted[address.value] = merged(known, AddressToResolve(
+                address.kind.value, address.value, address.display_name, may_create=position < limit
+            ))
     return resolve_addresses(wanted.values())
 
 

@@ -98,13 +98,14 @@ class ProviderAccount(models.Model):
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         loaded = getattr(self, "_loaded_connection", None)
+        current = self.connection_settings()
         if (
             loaded is not None
-            and loaded != self.connection_settings()
+            and loaded != current
             and self.credentials
             and self.credentials is self._loaded_credentials
         ):
-            changed = sorted(k for k, v in self.connection_settings().items() if loaded.get(k) != v)
+            changed = sorted(k for k, v in current.items() if loaded.get(k) != v)
             self.credentials = {}
             self.status = self.Status.REAUTH_REQUIRED
             self.next_sync_at = None
@@ -116,7 +117,7 @@ class ProviderAccount(models.Model):
                 kwargs["update_fields"] = {*kwargs["update_fields"], "credentials", "status", "next_sync_at",
                                            "last_error"}
         super().save(*args, **kwargs)
-        self._loaded_connection = self.connection_settings()
+        self._loaded_connection = current
         self._loaded_credentials = self.credentials
 
     def own_addresses(self) -> set[str]:
