@@ -294,3 +294,28 @@ IMAP_TIMEOUT_SECONDS = env.int("IMAP_TIMEOUT_SECONDS", default=60, minimum=1)
 ALLOW_INSECURE_IMAP = env.bool("ALLOW_INSECURE_IMAP", default=False)
 # mbox accounts may only read files under this directory (symlinks resolved); uploads land here.
 MBOX_IMPORT_DIR = Path(env.str("MBOX_IMPORT_DIR", default=str(VAR_DIR / "imports")))
+
+# --- Public address and Google / Gmail -------------------------------------------------
+# The address users and providers reach this server at. OAuth redirect URIs and webhook
+# URLs are built from it, never from the Host header of a request.
+APP_PUBLIC_URL = env.str("APP_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID", default="")
+GOOGLE_CLIENT_SECRET = env.str("GOOGLE_CLIENT_SECRET", default="")
+# The endpoint settings exist so that tests, staging and emulators can point the real
+# client libraries at another server; production keeps Google's defaults.
+GOOGLE_AUTH_URI = env.str("GOOGLE_AUTH_URI", default="https://accounts.google.com/o/oauth2/auth")
+GOOGLE_TOKEN_URI = env.str("GOOGLE_TOKEN_URI", default="https://oauth2.googleapis.com/token")
+GOOGLE_OIDC_CERTS_URL = env.str("GOOGLE_OIDC_CERTS_URL", default="https://www.googleapis.com/oauth2/v1/certs")
+GMAIL_API_ENDPOINT = env.str("GMAIL_API_ENDPOINT", default="https://gmail.googleapis.com").rstrip("/")
+# Pub/Sub push: the topic users.watch publishes to, the audience of the push subscription's
+# OIDC token, and the service account that subscription signs as. Empty topic: no push,
+# Gmail accounts still sync on their interval.
+GMAIL_PUBSUB_TOPIC = env.str("GMAIL_PUBSUB_TOPIC", default="")
+GMAIL_PUBSUB_AUDIENCE = env.str("GMAIL_PUBSUB_AUDIENCE", default="")
+GMAIL_PUBSUB_SERVICE_ACCOUNT = env.str("GMAIL_PUBSUB_SERVICE_ACCOUNT", default="")
+# How far back a first Gmail sync reaches: a number of days, or "all".
+GMAIL_INITIAL_DAYS = env.str("GMAIL_INITIAL_DAYS", default="90").strip().lower()
+if GMAIL_INITIAL_DAYS != "all" and not (GMAIL_INITIAL_DAYS.isdigit() and int(GMAIL_INITIAL_DAYS) > 0):
+    raise ImproperlyConfigured(f"GMAIL_INITIAL_DAYS must be a number of days or 'all', got {GMAIL_INITIAL_DAYS!r}")
+# Per-mailbox quota units per second (Google allows 250 per user); a token bucket keeps under it.
+GMAIL_QUOTA_UNITS_PER_SECOND = env.int("GMAIL_QUOTA_UNITS_PER_SECOND", default=200, minimum=1)

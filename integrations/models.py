@@ -67,6 +67,13 @@ class ProviderAccount(models.Model):
         null=True, blank=True, default=timezone.now, help_text="Empty: not scheduled (needs attention)."
     )
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    # Kept by the ingest and delete paths so that listing accounts with their counts reads one
+    # row each instead of counting millions (``manage.py recount_communications`` repairs it).
+    communication_count = models.PositiveBigIntegerField(default=0, editable=False)
+    # Push (provider notifications): when the provider's watch/subscription lapses, and what
+    # the provider needs to renew or stop it (ids, client state). Empty: no push.
+    push_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    push_state = models.JSONField(default=dict, blank=True, editable=False)
     claim_token = models.CharField(max_length=32, blank=True, editable=False)
     claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0)
