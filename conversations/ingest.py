@@ -166,19 +166,29 @@ def _record_refs(account: Account, refs: list[tuple[str, str, str]]) -> None:
     )
 
 
-def apply_updates(account: Account, updates: Sequence[tuple[str, bool | None, bool | None]]) -> int:
-    """Applies (ref, is_read, is_starred) changes; None leaves a flag as it is. Returns rows changed."""
-    by_state: dict[tuple[bool | None, bool | None], list[str]] = {}
-    for ref, is_read, is_starred in updates:
-        by_state.setdefault((is_read, is_starred), []).append(fit_key(ref))
+def apply_updates(
+    account: Account, updates: Sequence[tuple[str, bool | None, bool | None] | tuple[str, bool | None, bool | None,
+                                                                                  Sequence[str] | None]],
+) -> int:
+    """Applies (ref, is_read, is_starred[, labels]) changes; None leaves a field as it is.
+
+    ``labels``, when given, replaces the message's labels (a provider that reports a message's
+    whole label set, like Gmail). Returns rows changed.
+    """
+    by_state: dict[tuple[bool | None, bool | None, tuple[str, ...] | None], list[str]] = {}
+    for ref, is_read, is_starred, *rest in updates:
+        labels = tuple(sorted(set(rest[0]))) if rest and rest[0] is not None else None
+        by_state.setdefault((is_read, is_starred, labels), []).append(fit_key(ref))
     changed = 0
     now = timezone.now()
-    for (is_read, is_starred), refs in by_state.items():
+    for (is_read, is_starred, labels), refs in by_state.items():
         values: dict[str, object] = {"updated_at": now}
         if is_read is not None:
             values["is_read"] = is_read
         if is_starred is not None:
             values["is_starred"] = is_starred
+        if labels is not None:
+            values["labels"] = list(labels)
         if len(values) == 1:
             continue
         for chunk in chunked(refs):

@@ -420,7 +420,7 @@ class _Sync:
         self.failed += stored.quarantined
         if batch.updates:
             result.updated += apply_updates(
-                self.account, [(u.ref, u.is_read, u.is_starred) for u in batch.updates]
+                self.account, [(u.ref, u.is_read, u.is_starred, u.labels) for u in batch.updates]
             )
         if batch.deleted_refs:
             result.updated += remove_refs(self.account, batch.deleted_refs)

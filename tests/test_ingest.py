@@ -305,6 +305,13 @@ def test_flag_updates_by_ref(account):
     assert Communication.objects.get(refs__ref="INBOX:1:1").is_starred is True
 
 
+def test_label_updates_replace_the_whole_label_set(account):
+    store_batch(account, [message(ref="g1", labels=("INBOX", "UNREAD")), message(ref="g2", labels=("INBOX",))])
+    assert apply_updates(account, [("g1", None, None, ("Work", "INBOX", "Work")), ("g2", None, None, None)]) == 1
+    labels = dict(Communication.objects.values_list("refs__ref", "labels"))
+    assert labels == {"g1": ["INBOX", "Work"], "g2": ["INBOX"]}
+
+
 def test_removing_the_last_copy_soft_deletes(account):
     shared = message(provider_message_id="mid:a@b", labels=("INBOX",), ref="INBOX:1:1")
     store_batch(account, [shared, dataclasses.replace(shared, labels=("Sent",), ref="Sent:1:4")], merge_labels=True)

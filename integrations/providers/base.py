@@ -80,6 +80,8 @@ class MessageUpdate:
     ref: str
     is_read: bool | None = None
     is_starred: bool | None = None
+    # The message's whole label set, replacing the stored one (providers that report it whole).
+    labels: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
