@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Subquery
+from django.db.models import F, Subquery
 from django.utils import timezone
 
 from contacts.lookups import chunked
@@ -104,6 +104,7 @@ def store_batch(account: Account, messages: Sequence[ParsedMessage], *, merge_la
     with transaction.atomic():
         relax_commit_durability()
         existing = _existing(account, list(unique))
+        existing_deleted = {provider_id: row.deleted_at is not None for provider_id, row in existing.items()}
         new_messages: list[ParsedMessage] = []
         changed: list[Communication] = []
         for provider_id, message in unique.items():
@@ -114,7 +115,10 @@ def store_batch(account: Account, messages: Sequence[ParsedMessage], *, merge_la
                 changed.append(row)
             else:
                 result.skipped += 1
+        revived = 0
         if changed:
+            revived = sum(1 for provider_id in (row.provider_message_id for row in changed)
+                          if existing_deleted.get(provider_id))
             Communication.objects.bulk_update(
                 changed, ["labels", "delivery_status", "is_read", "is_starred", "deleted_at", "updated_at"]
             )
@@ -122,9 +126,21 @@ def store_batch(account: Account, messages: Sequence[ParsedMessage], *, merge_la
         if new_messages:
             result.created_ids = _create(account, new_messages)
             result.created = len(result.created_ids)
+        _count(account, result.created + revived)
         if refs:
             _record_refs(account, refs)
     return result
+
+
+def _count(account: Account, delta: int) -> None:
+    """Moves the account's count of live communications, in the caller's transaction.
+
+    An F() update, never a read-modify-write, so concurrent batches of one account (a webhook
+    and a sync) add up; the model never writes the field in a plain save.
+    """
+    if delta:
+        type(account)._default_manager.filter(pk=account.pk).update(
+            communication_count=F("communication_count") + delta)
 
 
 def _merged(stored: Sequence[str], new: Sequence[str]) -> tuple[str, ...]:
@@ -231,7 +247,10 @@ def remove_refs(account: Account, refs: Sequence[str]) -> int:
             row.labels = [label for label in row.labels if label not in gone]
         row.updated_at = now
         rows_to_save.append(row)
-    Communication.objects.bulk_update(rows_to_save, ["labels", "deleted_at", "updated_at"])
+    newly_deleted = sum(1 for row in rows_to_save if row.pk not in remaining and row.deleted_at == now)
+    with transaction.atomic():
+        Communication.objects.bulk_update(rows_to_save, ["labels", "deleted_at", "updated_at"])
+        _count(account, -newly_deleted)
     return sum(1 for row in rows_to_save if row.pk not in remaining)
 
 
@@ -267,10 +286,12 @@ def remove_ref_ranges(account: Account, ranges: Sequence[tuple[str, int, int]]) 
 def mark_deleted(account: Account, provider_ids: Sequence[str]) -> int:
     """Soft-deletes messages removed at the provider, by provider message id."""
     changed = 0
-    for chunk in chunked(list(provider_ids)):
-        changed += Communication.objects.filter(
-            account_id=account.pk, provider_message_id__any=chunk, deleted_at__isnull=True
-        ).update(deleted_at=timezone.now(), updated_at=timezone.now())
+    with transaction.atomic():
+        for chunk in chunked(list(provider_ids)):
+            changed += Communication.objects.filter(
+                account_id=account.pk, provider_message_id__any=chunk, deleted_at__isnull=True
+            ).update(deleted_at=timezone.now(), updated_at=timezone.now())
+        _count(account, -changed)
     return changed
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Max, Min, QuerySet
+from django.db.models import Count, F, Max, Min, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -177,14 +177,38 @@ def purge_account(account_id: int) -> int:
     while True:
         with transaction.atomic():
             chunk = list(Communication.objects.filter(account_id=account_id).order_by()
-                         .values_list("pk", "conversation_id")[:PURGE_CHUNK])
+                         .values_list("pk", "conversation_id", "deleted_at")[:PURGE_CHUNK])
             if not chunk:
                 break
-            Communication.objects.filter(pk__in=[pk for pk, _conversation in chunk]).delete()
-            _recount_conversations({conversation for _pk, conversation in chunk})
+            Communication.objects.filter(pk__in=[pk for pk, _conversation, _deleted in chunk]).delete()
+            live = sum(1 for _pk, _conversation, deleted_at in chunk if deleted_at is None)
+            ProviderAccount.objects.filter(pk=account_id).update(communication_count=F("communication_count") - live)
+            _recount_conversations({conversation for _pk, conversation, _deleted in chunk})
             deleted += len(chunk)
     ProviderAccount.objects.filter(pk=account_id).delete()
     return deleted
+
+
+def recount_communications(account_ids: Iterable[int] | None = None) -> int:
+    """Sets each account's communication_count from its rows (a repair; ingest keeps it current).
+
+    Returns the accounts whose count was wrong.
+    """
+    accounts = ProviderAccount.objects.all() if account_ids is None else ProviderAccount.objects.filter(
+        pk__in=list(account_ids))
+    fixed = 0
+    for account_id in accounts.values_list("pk", flat=True).iterator():
+        with transaction.atomic():
+            # Locked, so a batch being stored cannot move the count between counting and writing.
+            stored = (ProviderAccount.objects.select_for_update().filter(pk=account_id)
+                      .values_list("communication_count", flat=True).first())
+            if stored is None:  # deleted meanwhile
+                continue
+            actual = Communication.objects.filter(account_id=account_id, deleted_at__isnull=True).count()
+            if actual != stored:
+                ProviderAccount.objects.filter(pk=account_id).update(communication_count=actual)
+                fixed += 1
+    return fixed
 
 
 def _recount_conversations(conversation_ids: set[int]) -> None:

@@ -123,6 +123,10 @@ class ProviderAccount(models.Model):
             if kwargs.get("update_fields") is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "credentials", "status", "next_sync_at",
                                            "last_error"}
+        if kwargs.get("update_fields") is None and not self._state.adding and not kwargs.get("force_insert"):
+            # communication_count moves only by F() updates in ingest: a plain save of an
+            # instance read earlier must not write back its stale count.
+            kwargs["update_fields"] = _FIELDS_BUT_COUNT
         super().save(*args, **kwargs)
         self._loaded_connection = current
         self._loaded_credentials = self.credentials
@@ -131,6 +135,10 @@ class ProviderAccount(models.Model):
         """The owner's own addresses: never turned into contacts, and they mark outbound mail."""
         addresses = {self.external_address, self.owner.email, *self.config.get("aliases", [])}
         return {a.strip().lower() for a in addresses if a and a.strip()}
+
+
+_FIELDS_BUT_COUNT = [field.name for field in ProviderAccount._meta.concrete_fields
+                     if not field.primary_key and field.name != "communication_count"]
 
 
 class SyncRun(models.Model):

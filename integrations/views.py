@@ -10,8 +10,7 @@ import datetime as dt
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -21,7 +20,6 @@ from django.utils.timesince import timesince
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from conversations.models import Communication
 from integrations.accounts import disconnect_account, update_account
 from integrations.api.serializers import current_run
 from integrations.forms import (
@@ -41,12 +39,8 @@ RUNS_SHOWN = 50
 
 
 def _accounts(request: HttpRequest) -> QuerySet[ProviderAccount]:
-    """The user's accounts, with their message count and queued or running syncs."""
-    count = (Communication.objects.filter(account=OuterRef("pk"), deleted_at__isnull=True).order_by()
-             .values("account").annotate(count=Count("pk")).values("count"))
-    return ProviderAccount.objects.filter(owner=request.user).annotate(
-        message_count=Coalesce(Subquery(count, output_field=IntegerField()), Value(0)),
-    ).prefetch_related(
+    """The user's accounts, with their queued or running syncs."""
+    return ProviderAccount.objects.filter(owner=request.user).prefetch_related(
         Prefetch("sync_runs", queryset=SyncRun.objects.filter(status__in=ACTIVE).order_by("-id"),
                  to_attr="active_runs"),
     )

@@ -340,3 +340,34 @@ def test_conversation_counters_cover_every_batch(account):
     assert conversation.message_count == 4
     assert conversation.first_message_at == base
     assert conversation.last_message_at == base + dt.timedelta(hours=5)
+
+
+def _count(account) -> int:
+    account.refresh_from_db(fields=["communication_count"])
+    return account.communication_count
+
+
+def test_account_count_follows_creates_deletes_and_revivals(account, other_account):
+    from django.core.management import call_command
+
+    first, second = message(provider_message_id="a", ref="r-a"), message(provider_message_id="b", ref="r-b")
+    store_batch(account, [first, second, message(provider_message_id="c")])
+    store_batch(other_account, [message(provider_message_id="a")])
+    store_batch(account, [first])  # seen again: no change
+    assert (_count(account), _count(other_account)) == (3, 1)
+    mark_deleted(account, ["a", "a", "missing"])
+    remove_refs(account, ["r-b"])
+    assert _count(account) == 1
+    mark_deleted(account, ["a"])  # already deleted: counted once
+    assert _count(account) == 1
+    store_batch(account, [first])  # back at the provider
+    assert _count(account) == 2
+    # A plain save of a copy read before those changes does not write back its stale count.
+    stale = type(account).objects.get(pk=account.pk)
+    store_batch(account, [message(provider_message_id="d")])
+    stale.display_name = "Renamed"
+    stale.save()
+    assert _count(account) == 3 == Communication.objects.filter(account=account, deleted_at__isnull=True).count()
+    type(account).objects.filter(pk=account.pk).update(communication_count=99)
+    call_command("recount_communications", stdout=open("/dev/null", "w"))
+    assert _count(account) == 3 and _count(other_account) == 1

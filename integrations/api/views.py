@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -24,7 +23,6 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from conversations.models import Communication
 from crmext.api_schema import DocumentedErrorsSchema
 from integrations import accounts
 from integrations.api.serializers import (
@@ -119,11 +117,7 @@ class ConnectorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
     def get_queryset(self) -> QuerySet[ProviderAccount]:
         if getattr(self, "swagger_fake_view", False):  # the schema generator: no user
             return ProviderAccount.objects.none()
-        count = (Communication.objects.filter(account=OuterRef("pk"), deleted_at__isnull=True).order_by()
-                 .values("account").annotate(count=Count("pk")).values("count"))
-        return owner_scoped(ProviderAccount.objects.all(), self.request, "owner").annotate(
-            communication_count=Coalesce(Subquery(count, output_field=IntegerField()), Value(0)),
-        ).prefetch_related(
+        return owner_scoped(ProviderAccount.objects.all(), self.request, "owner").prefetch_related(
             Prefetch("sync_runs", queryset=SyncRun.objects.filter(status__in=ACTIVE).order_by("-id"),
                      to_attr="active_runs"),
         )

@@ -13,6 +13,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from conversations.ingest import mark_deleted
 from conversations.models import Communication, Conversation
 from integrations import accounts
 from integrations.models import ProviderAccount, SyncRun
@@ -83,7 +84,7 @@ def test_a_user_lists_only_their_connectors(api, account, other_account):
 def test_a_connector_reads_its_fields_counts_and_progress(api, account):
     store(account, 3)
     gone = Communication.objects.filter(account=account).order_by("pk").first()
-    Communication.objects.filter(pk=gone.pk).update(deleted_at=timezone.now())  # deleted at the provider
+    mark_deleted(account, [gone.provider_message_id])  # deleted at the provider
     run = SyncRun.objects.create(account=account, kind="delta", status="running", progress_done=5, progress_total=9,
                                  fetched=4, created=2)
     SyncRun.objects.create(account=account, kind="delta", status="succeeded")
