@@ -1,0 +1,1 @@
+"""Local fake servers speaking real provider protocols, for tests and benchmarks."""
