@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 
 from integrations.models import ProviderAccount
 
-pytest_plugins = ["tests.fixtures_dovecot"]
+pytest_plugins = ["tests.fixtures_dovecot", "tests.fixtures_gmail"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

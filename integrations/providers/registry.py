@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 PROVIDERS: dict[str, tuple[str, str]] = {
     "imap": ("IMAP mailbox", "integrations.providers.imap.provider.ImapProvider"),
+    "gmail": ("Gmail", "integrations.providers.gmail.provider.GmailProvider"),
     "mbox": ("Mbox import", "integrations.providers.mbox.MboxProvider"),
 }
 

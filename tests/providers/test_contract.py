@@ -23,9 +23,13 @@ from integrations.tasks import enqueue_due_syncs, request_sync
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(params=["imap", "mbox"])
+@pytest.fixture(params=["imap", "mbox", "gmail"])
 def harness(request, user, tmp_path, monkeypatch):
     monkeypatch.setattr(provider_class(request.param), "page_size", 4)
+    if request.param == "gmail":
+        from tests.providers.gmail_harness import GmailHarness
+
+        return GmailHarness(request.getfixturevalue("gmail_fake"), user)
     if request.param == "imap":
         from tests.providers.imap_harness import ImapHarness
 
@@ -119,14 +123,18 @@ def test_auth_failure_requires_reauth_and_stops_retrying(harness):
     account.refresh_from_db()
     assert outcome.status == "failed"
     assert account.status == "reauth_required"
-    assert "rejected the login" in account.last_error and "Update the account's credentials" in account.last_error
+    assert getattr(harness, "auth_error_text", "rejected the login") in account.last_error
+    assert "Update the account's credentials" in account.last_error
     assert account.next_sync_at is None
     ProviderAccount.objects.filter(pk=account.pk).update(next_sync_at=timezone.now())
     assert enqueue_due_syncs() == 0  # no retry storm: the scheduler leaves it alone
     assert sync_account(account.pk).status == "not_syncable"
     assert SyncRun.objects.filter(account=account).count() == 1
-    harness.user.server.set_password(harness.user.username, harness.user.password)
-    save_credentials(account, {"password": harness.user.password})
+    if hasattr(harness, "restore_auth"):
+        harness.restore_auth(account)
+    else:
+        harness.user.server.set_password(harness.user.username, harness.user.password)
+        save_credentials(account, {"password": harness.user.password})
     assert sync_account(account.pk).status == "succeeded"
     account.refresh_from_db()
     assert account.status == "connected" and account.last_error == ""
@@ -213,6 +221,8 @@ def test_the_provider_is_never_changed(harness):
 
 
 def _snapshot(harness) -> object:
+    if hasattr(harness, "snapshot"):
+        return harness.snapshot()
     if hasattr(harness, "path"):
         return harness.path.read_bytes()
     with harness.connection() as client:
