@@ -34,6 +34,8 @@ urlpatterns = [
     # Operations: the load balancer's probe and Prometheus's scrape.
     path("health/", health_view, name="health"),
     path("metrics/", metrics_view, name="metrics"),
+    # Provider webhooks (Gmail Pub/Sub push; later Graph and Twilio callbacks).
+    path("webhooks/", include("integrations.webhook_urls")),
     # Web pages
     path("accounts/", include(auth_urls)),
     path("connections/", include("integrations.urls")),

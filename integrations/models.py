@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from encrypted_fields.fields import EncryptedTextField
 
 from integrations.fields import EncryptedJSONField
 from integrations.providers.registry import provider_choices
@@ -226,3 +227,25 @@ class QuarantinedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider_message_id} of {self.account}"
+
+
+class OAuthState(models.Model):
+    """A sign-in in progress (integrations.oauth): created when the user is sent to the provider's
+    consent page, consumed by the callback. One use only, valid for oauth.STATE_TTL, and only
+    for the user who started it and the provider it was started for.
+
+    The PKCE code_verifier is kept here, encrypted, never in the browser: whoever steals the
+    code from the redirect cannot exchange it without it.
+    """
+
+    state = models.CharField(max_length=128, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    provider = models.CharField(max_length=20)
+    code_verifier = EncryptedTextField()
+    # Set when the sign-in reconnects an existing account of the user (not for a new one).
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.provider} sign-in of {self.user_id} at {self.created_at:%Y-%m-%d %H:%M}"

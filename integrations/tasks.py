@@ -13,12 +13,13 @@ from django_q.tasks import async_task
 
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.base import Capability
-from integrations.providers.registry import provider_class
+from integrations.providers.registry import PROVIDERS, provider_class
 from integrations.sync import NOT_SYNCABLE, SyncOutcome, sweep_stale_runs, sync_account
 
 logger = logging.getLogger(__name__)
 
 SCHEDULE_NAME = "crmext: enqueue due syncs"
+PUSH_SCHEDULE_NAME = "crmext: renew push subscriptions"
 SYNC_TASK = "integrations.tasks.run_sync"
 
 
@@ -194,8 +195,25 @@ def enqueue_due_syncs() -> int:
     return queued
 
 
+def renew_push() -> int:
+    """The hourly push tick: asks every provider with Capability.PUSH to renew the subscriptions
+    (Gmail watches, Graph subscriptions) of its accounts that lapse soon (MessageProvider.renew_push).
+    One provider's failure is logged and does not stop the others. Returns the number renewed."""
+    renewed = 0
+    for key in PROVIDERS:
+        provider = provider_class(key)
+        if Capability.PUSH not in provider.capabilities:
+            continue
+        try:
+            renewed += provider.renew_push()
+        except Exception:  # the other providers still renew; the schedule runs again in an hour
+            logger.exception("Renewing the push subscriptions of %s failed", key)
+    return renewed
+
+
 def ensure_schedule(**kwargs: object) -> None:
-    """Creates (or repairs) the single periodic schedule; connected to post_migrate."""
+    """Creates (or repairs) the periodic schedules: the sync tick every minute, the push
+    renewal every hour. Connected to post_migrate."""
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(
@@ -204,6 +222,14 @@ def ensure_schedule(**kwargs: object) -> None:
             "func": "integrations.tasks.enqueue_due_syncs",
             "schedule_type": Schedule.MINUTES,
             "minutes": 1,
+            "repeats": -1,
+        },
+    )
+    Schedule.objects.update_or_create(
+        name=PUSH_SCHEDULE_NAME,
+        defaults={
+            "func": "integrations.tasks.renew_push",
+            "schedule_type": Schedule.HOURLY,
             "repeats": -1,
         },
     )

@@ -31,7 +31,7 @@ from integrations.forms import (
     SharingForm,
 )
 from integrations.models import ProviderAccount, SyncRun
-from integrations.providers.connect import ConnectMethod, connect_method
+from integrations.providers.connect import ConnectMethod, OAuthConnect, OAuthError, connect_method
 from integrations.providers.registry import PROVIDERS
 from integrations.tasks import ACTIVE, NotSyncable, SyncInProgress, request_sync
 
@@ -122,6 +122,27 @@ def connect(request: HttpRequest, provider: str) -> HttpResponse:
     return render(request, "integrations/connect.html", {"form": form, "label": label})
 
 
+@login_required
+def oauth_callback(request: HttpRequest, provider: str) -> HttpResponse:
+    """Where the provider sends the user back after its consent page (any OAuth provider).
+
+    The provider's ``finish`` checks the state, exchanges the code and saves the account; on
+    an OAuthError nothing was stored and the page says why (400).
+    """
+    method = _method(provider)
+    if not isinstance(method, OAuthConnect):
+        raise Http404(f"{provider} accounts are not connected by signing in")
+    label = PROVIDERS[provider][0]
+    try:
+        account = method.finish(request)
+    except OAuthError as error:
+        return render(request, "integrations/oauth_error.html",
+                      {"label": label, "provider": provider, "message": str(error), "code": error.code}, status=400)
+    messages.success(request, f"Connected {account}: its sync has started.")
+    _start_sync(request, account)
+    return redirect("integrations:connections")
+
+
 def _start_sync(request: HttpRequest, account: ProviderAccount) -> SyncRun | None:
     try:
         return request_sync(account, kind="delta")
@@ -192,7 +213,7 @@ def reconnect(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "integrations/reconnect.html", {"account": account})
     if method.kind == "oauth":
         if request.method == "POST" and not account.unavailable:
-            return redirect(method.start(request))
+            return redirect(method.start(request, account=account))
         return render(request, "integrations/reconnect.html", {"account": account})
     form = ReconnectForm(request.POST or None, method=method, account=account)
     if request.method == "POST" and form.is_valid() and form.reconnect() is not None:

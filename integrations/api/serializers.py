@@ -15,7 +15,7 @@ from rest_framework import serializers
 
 from crmext.api_schema import ErrorBodySerializer, ErrorSerializer  # noqa: F401 - re-exported for the views
 from integrations.models import ProviderAccount, SyncRun
-from integrations.providers.connect import ConnectMethod, CredentialsConnect, connect_method
+from integrations.providers.connect import ConnectMethod, CredentialsConnect, OAuthConnect, connect_method
 from integrations.providers.registry import PROVIDERS, provider_choices
 
 # The sync interval a user may choose: the scheduler ticks once a minute; a week at most.
@@ -226,6 +226,31 @@ def credentials_providers() -> dict[str, type[ConnectorCreateSerializer]]:
             if isinstance(connect_method(key), CredentialsConnect)}
 
 
+class OAuthConnectorCreateSerializer(serializers.Serializer):
+    """Starts connecting an account of a provider connected by signing in (OAuth): the answer is
+    the URL of the provider's consent page; the account is created when the user comes back."""
+
+    provider = serializers.ChoiceField(choices=[])
+
+
+@cache
+def provider_oauth_serializer(key: str) -> type[OAuthConnectorCreateSerializer]:
+    """The create request of one OAuth provider (for the schema): only ``provider``."""
+    return type(f"{key.capitalize()}ConnectorAuthorizeSerializer", (OAuthConnectorCreateSerializer,), {
+        "__module__": __name__,
+        "provider": serializers.ChoiceField(choices=[key]),
+    })
+
+
+def oauth_providers() -> dict[str, type[OAuthConnectorCreateSerializer]]:
+    return {key: provider_oauth_serializer(key) for key in PROVIDERS if isinstance(connect_method(key), OAuthConnect)}
+
+
+def connector_create_requests() -> dict[str, type[serializers.Serializer]]:
+    """Every provider's create request, by provider key: credentials ones and OAuth ones."""
+    return {**credentials_providers(), **oauth_providers()}
+
+
 class ConnectorUpdateSerializer(ConnectorWriteSerializer):
     """An edit. New connection settings (host, port, security, username) need ``credentials``:
     they are tested with the new settings before anything is saved."""
@@ -278,15 +303,18 @@ class ProviderSerializer(serializers.Serializer):
     capabilities = serializers.ListField(child=serializers.CharField())
     connect = serializers.ChoiceField(choices=["credentials", "oauth", "upload", "none"],
                                       help_text="How an account is connected: POST /api/v1/connectors/ with "
-                                                "credentials, POST …/providers/{key}/authorize/ for oauth, a file "
-                                                "upload (not through the API), or not at all.")
+                                                "credentials; for oauth POST /api/v1/connectors/ with only the "
+                                                "provider (or …/providers/{key}/authorize/), then open the "
+                                                "authorize_url answered; a file upload (not through the API); "
+                                                "or not at all.")
     configured = serializers.BooleanField(help_text="Whether the app credentials it needs are set on this server.")
     fields = ConnectFieldSerializer(many=True, help_text="What to send to connect (credentials only).")
     instructions = serializers.CharField(help_text="How to connect when the API cannot.")
 
 
 class AuthorizeSerializer(serializers.Serializer):
-    authorize_url = serializers.URLField()
+    authorize_url = serializers.URLField(help_text="The provider's consent page: open it in a browser signed in "
+                                                   "here; the account is connected when it comes back.")
 
 
 class UnlockSerializer(ConnectorStatusSerializer):

@@ -37,7 +37,7 @@ from integrations.api.serializers import (
     SyncRequestSerializer,
     SyncRunSerializer,
     UnlockSerializer,
-    credentials_providers,
+    connector_create_requests,
     not_configured,
 )
 from integrations.models import ProviderAccount, SyncRun
@@ -134,13 +134,19 @@ class ConnectorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
 
     @extend_schema(
         summary="Connect an account",
-        description="For providers connected by credentials (see /api/v1/providers/). The login is tested "
-                    "before anything is saved; a failure answers 400 with the server's reason.",
-        request=PolymorphicProxySerializer(component_name="ConnectorCreate", serializers=credentials_providers,
+        description="For providers connected by credentials (see /api/v1/providers/): the login is tested "
+                    "before anything is saved; a failure answers 400 with the server's reason. For providers "
+                    "connected by signing in (connect: oauth), send only the provider: the answer (200) is the "
+                    "authorize_url of its consent page, to open in a browser signed in here; the connector is "
+                    "created when the sign-in comes back.",
+        request=PolymorphicProxySerializer(component_name="ConnectorCreate", serializers=connector_create_requests,
                                            resource_type_field_name="provider"),
-        responses={201: ConnectorSerializer, 400: ERRORS[400]},
+        responses={201: ConnectorSerializer, 200: AuthorizeSerializer, 400: ERRORS[400]},
     )
     def create(self, request: Request) -> Response:
+        key = request.data.get("provider") if hasattr(request.data, "get") else None
+        if isinstance(key, str) and key in PROVIDERS and isinstance(connect_method(key), OAuthConnect):
+            return Response(AuthorizeSerializer({"authorize_url": _authorize_url(request, key)}).data)
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -305,6 +311,13 @@ class ProviderViewSet(viewsets.GenericViewSet):
             raise exceptions.ValidationError({"provider": [
                 f"{PROVIDERS[key][0]} accounts are not connected by signing in. "
                 + (method.instructions or "Use POST /api/v1/connectors/.")]})
-        if not method.is_configured():
-            raise exceptions.ValidationError({"provider": [not_configured(key)]})
-        return Response(AuthorizeSerializer({"authorize_url": method.start(request)}).data)
+        return Response(AuthorizeSerializer({"authorize_url": _authorize_url(request, key)}).data)
+
+
+def _authorize_url(request: Request, key: str) -> str:
+    """The consent page URL of the OAuth provider ``key``, for the signed-in user (400 if unconfigured)."""
+    method = connect_method(key)
+    assert isinstance(method, OAuthConnect)
+    if not method.is_configured():
+        raise exceptions.ValidationError({"provider": [not_configured(key)]})
+    return method.start(request)

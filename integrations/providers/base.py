@@ -168,6 +168,14 @@ class MessageProvider:
         self.account = account
         self.api_calls = 0
 
+    @classmethod
+    def renew_push(cls) -> int:
+        """Renews (or starts) the push subscriptions of this provider's accounts that lapse soon;
+        returns how many. Called hourly by integrations.tasks.renew_push for every provider with
+        Capability.PUSH. The default renews nothing; an account without push syncs on its interval.
+        """
+        return 0
+
     def authenticate(self) -> None:
         raise NotImplementedError
 

@@ -79,12 +79,28 @@ class CredentialsConnect(ConnectMethod):
         return {key: value for key, value in config.items() if key in allowed}
 
 
+class OAuthError(Exception):
+    """A sign-in that cannot be completed. The message is shown to the user as it is, so it
+    says what happened and what to do, and never carries a code, token or secret.
+
+    ``code`` names the case for callers and tests: access_denied, provider_error, bad_state,
+    exchange_failed, token_endpoint, not_granted, wrong_account, mailbox_unreadable.
+    """
+
+    def __init__(self, message: str, *, code: str = "oauth_failed") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class OAuthConnect(ConnectMethod):
     """Connected by signing in at the provider. Subclasses implement all three methods.
 
     ``start`` returns the URL to send the user to, with a state that ties the callback to
-    ``request.user``; ``finish`` handles the callback: it checks the state, exchanges the
-    code and creates or updates the user's account.
+    ``request.user`` (integrations.oauth.begin); with ``account``, the sign-in reconnects that
+    account of the user. ``finish`` handles the callback
+    (GET /connections/oauth/<provider>/callback/): it checks the state
+    (integrations.oauth.complete), exchanges the code and creates or updates the user's
+    account, which it returns; on any failure it raises OAuthError having stored nothing.
     """
 
     kind = "oauth"
@@ -93,7 +109,7 @@ class OAuthConnect(ConnectMethod):
     def is_configured(self) -> bool:
         raise NotImplementedError
 
-    def start(self, request: HttpRequest) -> str:
+    def start(self, request: HttpRequest, account: ProviderAccount | None = None) -> str:
         raise NotImplementedError
 
     def finish(self, request: HttpRequest) -> ProviderAccount:

@@ -148,10 +148,11 @@ def test_a_new_oauth_provider_starts_its_sign_in_through_the_same_views(api, mor
     started = api.post("/api/v1/providers/signin/authorize/")
     assert started.status_code == 200
     assert body(started) == {"authorize_url": f"https://login.example.com/authorize?client_id=abc&state=for-{user.pk}"}
-    # Not through the connectors endpoint: that one takes credentials.
-    response = api.post("/api/v1/connectors/", {"provider": "signin", "config": {}, "credentials": {}}, format="json")
-    assert response.status_code == 400
-    assert "POST /api/v1/providers/signin/authorize/" in body(response)["error"]["message"]
+    # The connectors endpoint starts it the same way: the provider alone answers the consent page.
+    response = api.post("/api/v1/connectors/", {"provider": "signin"}, format="json")
+    assert response.status_code == 200
+    assert body(response) == {"authorize_url": f"https://login.example.com/authorize?client_id=abc&state=for-{user.pk}"}
+    assert not ProviderAccount.objects.exists()
 
 
 def test_an_oauth_provider_without_app_credentials_shows_unavailable(api, more_providers):
@@ -159,6 +160,8 @@ def test_an_oauth_provider_without_app_credentials_shows_unavailable(api, more_p
     listed = {p["key"]: p for p in body(api.get("/api/v1/providers/"))}["signin"]
     assert listed["configured"] is False
     response = api.post("/api/v1/providers/signin/authorize/")
+    assert response.status_code == 400 and "not configured" in body(response)["error"]["message"]
+    response = api.post("/api/v1/connectors/", {"provider": "signin"}, format="json")
     assert response.status_code == 400 and "not configured" in body(response)["error"]["message"]
 
 
@@ -175,12 +178,13 @@ def test_the_schema_describes_each_credentials_providers_request(api):
     schema = yaml.safe_load(api.get("/api/schema/").content)
     components = schema["components"]["schemas"]
     assert components["ConnectorCreate"]["discriminator"]["mapping"] == {
-        "imap": "#/components/schemas/ImapConnectorCreate"}
+        "imap": "#/components/schemas/ImapConnectorCreate", "gmail": "#/components/schemas/GmailConnectorAuthorize"}
+    assert set(components["GmailConnectorAuthorize"]["properties"]) == {"provider"}  # an OAuth one: nothing else
     imap = components["ImapConnectorCreate"]["properties"]
     assert imap["credentials"]["allOf"][0]["$ref"] == "#/components/schemas/ImapCredentials"
     assert components["ImapCredentials"]["properties"]["password"]["writeOnly"] is True
     create = schema["paths"]["/api/v1/connectors/"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/ConnectorCreate")
-    assert set(create["responses"]) == {"201", "400", "401"}  # 401: every operation documents it (crmext.api_schema)
+    assert set(create["responses"]) == {"200", "201", "400", "401"}  # 200: an OAuth provider's authorize_url; 401: every operation documents it (crmext.api_schema)
     sync = schema["paths"]["/api/v1/connectors/{id}/sync/"]["post"]
     assert set(sync["responses"]) == {"202", "400", "401", "404", "409"}

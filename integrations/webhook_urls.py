@@ -1,0 +1,11 @@
+"""Provider webhooks (mounted at /webhooks/ by crmext.urls): one line per provider with push,
+under its key. Each view authenticates its sender itself (OIDC token, signature) and is CSRF exempt."""
+from django.urls import path
+
+from integrations.providers.gmail import push as gmail_push
+
+app_name = "webhooks"
+
+urlpatterns = [
+    path("gmail/pubsub", gmail_push.pubsub, name="gmail-pubsub"),
+]
