@@ -1,14 +1,23 @@
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from typing import Any
+from urllib.parse import urlencode
 
-from crmext.pagination import EstimatedCountPaginator
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import URLPattern, path, reverse
+
 from conversations.admin import with_content_visibility
 from conversations.permissions import HIDDEN
+from crmext.pagination import EstimatedCountPaginator
 from integrations.accounts import enable_accounts
-from integrations.models import ProviderAccount, QuarantinedMessage, SyncRun
+from integrations.models import OAuthState, ProviderAccount, QuarantinedMessage, SyncRun
+from integrations.providers.gmail.enroll import BadAddresses, BadKey, Enrolled, enroll, load_key, parse_addresses
 from integrations.quarantine import retry
 from integrations.tasks import NotSyncable, SyncInProgress, request_sync
 
@@ -27,6 +36,33 @@ class SyncRunInline(admin.TabularInline):
         return super().get_queryset(request).order_by("-started_at")
 
 
+class EnrollGmailForm(forms.Form):
+    """Domain-wide delegation: the service account's key file, the owner, the mailboxes."""
+
+    key_file = forms.FileField(label="Service account key (JSON)",
+                               help_text="The key file of a service account whose client id the Workspace admin "
+                                         "granted gmail.readonly for the domain. It is stored encrypted, never shown.")
+    owner = forms.ModelChoiceField(queryset=get_user_model().objects.order_by("username"),
+                                   help_text="The user who owns the accounts (and sees their mail).")
+    users = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}),
+                            help_text="Mailboxes to enroll, separated by commas or new lines.")
+
+    def clean_key_file(self) -> dict[str, Any]:
+        upload = self.cleaned_data["key_file"]
+        if upload.size > 64 * 1024:
+            raise forms.ValidationError("This file is too big to be a service account key.")
+        try:
+            return load_key(upload.read())
+        except BadKey as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean_users(self) -> list[str]:
+        try:
+            return parse_addresses(self.cleaned_data["users"])
+        except BadAddresses as error:
+            raise forms.ValidationError(str(error)) from None
+
+
 @admin.register(ProviderAccount)
 class ProviderAccountAdmin(admin.ModelAdmin):
     list_display = ["__str__", "owner", "provider", "status", "last_synced_at", "next_sync_at"]
@@ -41,7 +77,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
               "last_error", "sync_interval", "next_sync_at", "last_synced_at", "claimed_at", "consecutive_failures",
               "consecutive_resyncs", "sync_cursor", "backfill_state", "created_at", "updated_at"]
     inlines = [SyncRunInline]
-    actions = ["sync_now", "enable"]
+    actions = ["sync_now", "enable", "enroll_gmail"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: ProviderAccount | None = None) -> list[str]:
         # Connection settings (host, port, security, username, path) are never edited here: a
@@ -83,6 +119,49 @@ class ProviderAccountAdmin(admin.ModelAdmin):
                 request, f"{blocked} account(s) need attention first (disabled or re-authentication required).",
                 messages.WARNING,
             )
+
+    # --- Gmail domain-wide delegation: a form page, reached from the changelist or the action
+
+    def get_urls(self) -> list[URLPattern]:
+        return [path("enroll-gmail/", self.admin_site.admin_view(self.enroll_gmail_view),
+                     name="integrations_provideraccount_enroll_gmail"), *super().get_urls()]
+
+    @admin.action(description="Enroll Gmail mailboxes (service account with domain-wide delegation)…",
+                  permissions=["add"])
+    def enroll_gmail(self, request: HttpRequest, queryset: QuerySet[ProviderAccount]) -> HttpResponseRedirect:
+        # The form, filled in with the selected Gmail accounts (to move them to a service account
+        # or a new key); new mailboxes are typed in there.
+        selected = list(queryset.filter(provider="gmail").values_list("owner_id", "external_address"))
+        owners = {owner for owner, _address in selected}
+        query = {"users": ", ".join(address for _owner, address in selected if address)}
+        if len(owners) == 1:
+            query["owner"] = str(owners.pop())
+        return HttpResponseRedirect(f"{reverse('admin:integrations_provideraccount_enroll_gmail')}?{urlencode(query)}")
+
+    def enroll_gmail_view(self, request: HttpRequest) -> HttpResponse:
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        results: list[Enrolled] = []
+        if request.method == "POST":
+            form = EnrollGmailForm(request.POST, request.FILES)
+            if form.is_valid():
+                data = form.cleaned_data
+                results = enroll(data["key_file"], data["owner"], data["users"])
+                enrolled = sum(result.ok for result in results)
+                if enrolled:
+                    self.message_user(request, f"Enrolled {enrolled} Gmail mailbox(es).", messages.SUCCESS)
+                if enrolled < len(results):
+                    self.message_user(request, f"{len(results) - enrolled} mailbox(es) were refused; see below.",
+                                      messages.WARNING)
+                # The form comes back without the key: it is never sent back to the browser.
+                form = EnrollGmailForm(initial={"owner": data["owner"].pk,
+                                                "users": ", ".join(r.address for r in results if not r.ok)})
+        else:
+            form = EnrollGmailForm(initial={key: request.GET[key] for key in ("owner", "users") if key in request.GET})
+        return render(request, "admin/integrations/provideraccount/enroll_gmail.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Enroll Gmail mailboxes",
+            "form": form, "results": results,
+        })
 
     @admin.display(boolean=True, description="Credentials stored")
     def has_credentials(self, obj: ProviderAccount) -> bool:
@@ -159,3 +238,21 @@ class QuarantinedMessageAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[QuarantinedMessage]:
         return with_content_visibility(super().get_queryset(request), request, "account__owner_id")
+
+
+@admin.register(OAuthState)
+class OAuthStateAdmin(admin.ModelAdmin):
+    """Sign-ins in progress or finished (pruned after a day). Read-only; the state and the PKCE
+    verifier are never shown."""
+
+    list_display = ["provider", "user", "account", "created_at", "used_at"]
+    list_filter = ["provider"]
+    list_select_related = ["user", "account"]
+    fields = ["provider", "user", "account", "created_at", "used_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
