@@ -7,10 +7,9 @@ null (``access`` says which level applies). Lists page by keyset, newest first.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import F, Prefetch, QuerySet, Subquery
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
@@ -25,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
 from contacts.models import Contact
+from conversations.attachments import download
 from conversations.models import Attachment, Communication, Participant
 from conversations.rendering import sanitize_html
 from conversations.threading import conversation_subject
@@ -296,8 +296,22 @@ _FIELD_FILTERS = {"account": "account_id", "channel": "channel", "direction": "d
                   "conversation": "conversation_id", "sent_after": "sent_at__gte", "sent_before": "sent_at__lt"}
 
 
+class _PlannedFirst(Subquery):
+    """A subquery PostgreSQL runs on its own, first: ``OFFSET 0`` keeps the planner from folding it
+    into the outer query.
+
+    Folded, a contact's few thousand communications among millions look evenly spread, so
+    the planner walks the sent_at index, probing participants row after row until a page is
+    full (tens of thousands of probes: 500 ms at 1,000,000 rows). Run first, the contact's
+    participants are read by their index and only those communications are sorted.
+    """
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        return self.as_sql(compiler, connection, template="(%(subquery)s OFFSET 0)", **extra)
+
+
 def _with_participant(communications: QuerySet, **lookup: int) -> QuerySet:
-    return communications.filter(pk__in=Participant.objects.filter(**lookup).values("communication_id"))
+    return communications.filter(pk__in=_PlannedFirst(Participant.objects.filter(**lookup).values("communication_id")))
 
 
 def filter_communications(communications: QuerySet, filters: dict[str, Any]) -> QuerySet:
@@ -328,11 +342,6 @@ def _listed(communications: QuerySet) -> QuerySet:
     return communications.defer("body_text", "body_html", "references", "parse_warnings").prefetch_related(
         Prefetch("participants", queryset=Participant.objects.order_by("pk"))
     )
-
-
-# Parameters are dropped from a content type taken from the message (a charset says nothing
-# here); anything that is not a plain type/subtype is served as bytes.
-_CONTENT_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
 
 
 class CommunicationViewSet(viewsets.ReadOnlyModelViewSet):
@@ -378,17 +387,9 @@ class CommunicationViewSet(viewsets.ReadOnlyModelViewSet):
             raise Http404
         attachment = get_object_or_404(Attachment, communication=communication, pk=attachment_id)
         try:
-            content = attachment.open()
+            return download(attachment)
         except FileNotFoundError:
             raise NotFound("This attachment's content was not stored.") from None
-        content_type = attachment.content_type.split(";")[0].strip().lower()
-        response = FileResponse(
-            content, as_attachment=True, filename=attachment.filename or f"attachment-{attachment.pk}",
-            content_type=content_type if _CONTENT_TYPE.fullmatch(content_type) else "application/octet-stream",
-        )
-        # Downloaded, never rendered on this origin: a saved HTML or SVG file may hold a script.
-        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-        return response
 
 
 class ConversationViewSet(viewsets.ReadOnlyModelViewSet):

@@ -9,4 +9,5 @@ urlpatterns = [
     path("", views.communications, name="communications"),
     path("<int:pk>/", views.communication, name="communication"),
     path("<int:pk>/body/", views.body, name="body"),
+    path("<int:pk>/attachments/<int:attachment_id>/", views.attachment, name="attachment"),
 ]

@@ -16,7 +16,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.html import format_html
 
-from conversations.models import Communication, Participant
+from conversations.attachments import download
+from conversations.models import Attachment, Communication, Participant
 from conversations.rendering import sanitize_html
 from conversations.visibility import Level, search, shows, visible_communications
 
@@ -84,6 +85,18 @@ def communication(request: HttpRequest, pk: int) -> HttpResponse:
         "has_remote_images": shows_body and bool(_REMOTE_IMAGE.search(message.body_html)),
         "remote_images": remote_images,
     })
+
+
+@login_required
+def attachment(request: HttpRequest, pk: int, attachment_id: int) -> HttpResponse:
+    """An attachment's content, as a download, to whoever sees its message's attachments."""
+    message = get_object_or_404(_visible(request), pk=pk)
+    if not shows(message.visible_level, "attachments"):
+        raise Http404("No such attachment")
+    try:
+        return download(get_object_or_404(Attachment, communication=message, pk=attachment_id))
+    except FileNotFoundError:
+        raise Http404("This attachment's content was not stored (larger than the size limit).") from None
 
 
 @login_required

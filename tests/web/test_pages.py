@@ -453,6 +453,31 @@ def test_a_shared_message_shows_its_level_only(signed_in, mail, other_account):
     assert "Secret body of Bob" in body
 
 
+def test_attachments_download_from_the_message_view_at_level_everything(signed_in, settings, account, other_account):
+    from conversations.messages import ParsedAttachment
+
+    settings.ATTACHMENT_MAX_BYTES = 10
+    own, = add_messages(account, {"provider_message_id": "att", "attachments": (
+        ParsedAttachment.from_bytes("notes.html", "text/html", b"<script>"),
+        ParsedAttachment.from_bytes("big.bin", "application/x-y", b"x" * 11))})
+    small, big = own.attachments.order_by("pk")
+    page = signed_in.get(reverse("conversations:communication", args=[own.pk])).content.decode()
+    url = reverse("conversations:attachment", args=[own.pk, small.pk])
+    assert f'href="{url}"' in page and "not stored (over the size limit)" in page
+    response = signed_in.get(url)
+    assert b"".join(response.streaming_content) == b"<script>"
+    assert response["Content-Disposition"].startswith("attachment;") and "sandbox" in response["Content-Security-Policy"]
+    assert signed_in.get(reverse("conversations:attachment", args=[own.pk, big.pk])).status_code == 404
+    theirs, = add_messages(other_account, {"provider_message_id": "their-att", "attachments": (
+        ParsedAttachment.from_bytes("a.txt", "text/plain", b"a"),)})
+    their_url = reverse("conversations:attachment", args=[theirs.pk, theirs.attachments.get().pk])
+    for sharing, status in (("private", 404), ("subject", 404), ("everything", 200)):
+        ProviderAccount.objects.filter(pk=other_account.pk).update(sharing=sharing)
+        assert signed_in.get(their_url).status_code == status, sharing
+    # An attachment id of another message is not reachable through this one.
+    assert signed_in.get(reverse("conversations:attachment", args=[own.pk, theirs.attachments.get().pk])).status_code == 404
+
+
 def test_superusers_see_all_on_the_web_too(client, mail):
     root = get_user_model().objects.create_superuser("root", "root@example.org", "pw-root-123")
     client.force_login(root)
