@@ -14,6 +14,9 @@ _WORDS = ("invoice meeting project update quarterly review budget contract propo
           "delivery shipment report agenda feedback customer renewal pricing support ticket release").split()
 
 
+_LINE_BYTES = 57  # input bytes per 76-column base64 line
+
+
 @dataclass(frozen=True)
 class _Blob:
     """An attachment body: `size` deterministic bytes, base64 in 76-column CRLF lines."""
@@ -27,9 +30,13 @@ class _Blob:
         return b64 + 2 * math.ceil(b64 / 76)
 
     def render(self) -> bytes:
-        block = hashlib.sha256(str(self.seed).encode()).digest() * 128
-        data = (block * (self.size // len(block) + 1))[: self.size]
-        return base64.encodebytes(data).replace(b"\n", b"\r\n")
+        """Same bytes as base64-encoding `size` repetitions of the block, but built by repeating the
+        block's encoding: a block of whole 57-byte lines encodes to whole 76-column lines."""
+        block = (hashlib.sha256(str(self.seed).encode()).digest() * 4)[:_LINE_BYTES] * 72
+        whole, rest = divmod(self.size, len(block))
+        encoded = base64.encodebytes(block).replace(b"\n", b"\r\n")
+        tail = base64.encodebytes(block[:rest]).replace(b"\n", b"\r\n") if rest else b""
+        return encoded * whole + tail
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import google.auth.exceptions
 import google.auth.transport.requests
@@ -23,6 +26,7 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
 from tests.fakes.gmail import FakeGmail, fill_synthetic
+from tests.fakes.google_mailbox import parse_meta
 from tests.fakes.google_synthetic import synthetic_message
 
 READONLY = "https://www.googleapis.com/auth/gmail.readonly"
@@ -108,6 +112,8 @@ def test_list_paging_order_filters_and_query(fake: FakeGmail) -> None:
     assert list_all(service, q=f"after:{after} before:{before}", maxResults=2) == ids[5:9][::-1]
     assert list_all(service, q="after:2024/03/02") == [sent] + ids[20:][::-1]  # midnight Pacific = 08:00 UTC
     assert list_all(service, q="in:sent") == [sent]
+    partial = service.users().messages().list(userId="me", maxResults=2, fields="messages/id,nextPageToken").execute()
+    assert set(partial) == {"messages", "nextPageToken"} and partial["messages"][0] == {"id": sent}
     page = service.users().messages().list(userId="me", maxResults=3).execute()
     assert page["resultSizeEstimate"] == 26 and set(page["messages"][0]) == {"id", "threadId"}
     # A message arriving between pages does not shift the next page.
@@ -367,3 +373,53 @@ def test_push_id_tokens(fake: FakeGmail) -> None:
                 fake.sign_id_token(aud, expires_in=-60)):
         with pytest.raises(ValueError):
             id_token.verify_token(bad, request, audience=aud, certs_url=certs_url)
+
+
+def test_snippets_from_mime_structures() -> None:
+    multipart = (b'Subject: x\r\nContent-Type: multipart/mixed; boundary="outer"\r\n\r\n--outer\r\n'
+                 b'Content-Type: multipart/alternative; boundary=inner\r\n\r\n--inner\r\n'
+                 b'Content-Type: text/html\r\n\r\n<p>html</p>\r\n--inner\r\n'
+                 b'Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+                 b'caf=E9 =\r\nau lait\r\n--inner--\r\n--outer\r\nContent-Type: text/plain\r\n'
+                 b'Content-Disposition: attachment; filename=a.txt\r\n\r\nnot this\r\n--outer--\r\n')
+    meta = parse_meta(multipart)
+    assert meta.snippet == "café au lait" and meta.mime_type == "multipart/mixed"
+    html_only = b"Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(
+        b"<div>Hi <b>there</b></div>")
+    assert parse_meta(html_only).snippet == "Hi there"
+    folded = parse_meta(b"Subject: a\r\n  folded\r\nX-Empty:\r\n\r\nbody")
+    assert folded.headers == [("Subject", "a  folded"), ("X-Empty", "")] and folded.snippet == "body"
+
+
+def test_openid_scope_gets_an_id_token(fake: FakeGmail, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    fake.consent_as(USER)
+    config = {"web": {"client_id": fake.client_id, "client_secret": fake.client_secret,
+                      "auth_uri": fake.url + "/o/oauth2/auth", "token_uri": fake.url + "/token"}}
+    flow = Flow.from_client_config(config, scopes=["openid", "email", READONLY],
+                                   redirect_uri="http://app.test/oauth/callback")
+    url, _ = flow.authorization_url()
+    token = flow.fetch_token(code=_consent(url)["code"])
+    claims = id_token.verify_token(token["id_token"], google.auth.transport.requests.Request(),
+                                   audience=fake.client_id, certs_url=fake.settings()["GOOGLE_OIDC_CERTS_URL"])
+    assert claims["email"] == USER
+
+
+def test_standalone_process() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.gmail", "--email", "bench@example.com",
+                             "--synthetic", "120", "--big-every", "50", "--big-bytes", "4000"],
+                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        info = json.loads(proc.stdout.readline())
+        assert set(info) == {"url", "access_token", "refresh_token", "email"}
+        creds = google.oauth2.credentials.Credentials(info["access_token"])
+        service = build("gmail", "v1", credentials=creds, client_options={"api_endpoint": info["url"]},
+                        static_discovery=True, cache_discovery=False)
+        profile = service.users().getProfile(userId="me").execute()
+        assert profile["emailAddress"] == "bench@example.com" and profile["messagesTotal"] == 120
+        newest = service.users().messages().list(userId="me", maxResults=1).execute()["messages"][0]["id"]
+        raw = service.users().messages().get(userId="me", id=newest, format="raw").execute()["raw"]
+        assert base64.urlsafe_b64decode(raw).startswith(b"From: ")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
