@@ -41,6 +41,7 @@ from integrations.providers.base import (
 )
 from integrations.providers.registry import provider_class
 from integrations.quarantine import store_or_quarantine
+from integrations.signals import announce_created
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +303,7 @@ class _Sync:
             else:
                 state = {**state, "page_token": batch.next_page_token, "attempts": 0}
             with transaction.atomic():
-                self._store(batch)
+                self._store(batch, origin="historical")
                 _save_claimed(self.account, self.token)  # fences the state write below
                 self._save_state(state)
             self._report(batch, progress=(state["chunk"], len(chunks)))
@@ -360,7 +361,8 @@ class _Sync:
                     )
                 pending_cursor = batch.new_cursor if batch.new_cursor is not None else pending_cursor
                 with transaction.atomic():
-                    self._store(batch)
+                    self._store(batch, origin="import" if self.provider.connect is not None
+                                and self.provider.connect.kind == "upload" else "backfill")
                     if batch.next_page_token is None:
                         _save_claimed(self.account, self.token, sync_cursor=pending_cursor or {}, backfill_state=None)
                     else:
@@ -384,7 +386,7 @@ class _Sync:
                 return
             new_cursor = batch.new_cursor if batch.new_cursor is not None else cursor
             with transaction.atomic():
-                self._store(batch)
+                self._store(batch, origin="delta")
                 _save_claimed(self.account, self.token, sync_cursor=new_cursor)
             self._report(batch)
             cursor = new_cursor
@@ -410,13 +412,16 @@ class _Sync:
         self._reset_for_resync()
         self._backfill()
 
-    def _store(self, batch: Batch) -> None:
+    def _store(self, batch: Batch, *, origin: str) -> None:
+        """Stores a batch in the caller's transaction; its new communications are announced
+        (integrations.signals, ``origin`` saying how they came) once that commits."""
         assert self.provider is not None
         merge = Capability.FOLDER_LABELS in self.provider.capabilities
         # A message that cannot be stored is quarantined: the rest of the batch is stored and
         # the cursor advances, so one poison message never stalls the mailbox.
         stored = store_or_quarantine(self.account, batch.messages, merge_labels=merge)
         result = stored.result
+        announce_created(self.account, result.created_ids, origin)
         self.failed += stored.quarantined
         if batch.updates:
             result.updated += apply_updates(

@@ -314,3 +314,43 @@ def test_admin_re_enable_action(admin_client, user, scripted):
     assert (disabled.status, disabled.last_error, disabled.consecutive_resyncs) == ("connected", "", 0)
     assert disabled.next_sync_at is not None
     assert waiting.status == "reauth_required"
+
+
+def test_new_communications_are_announced_after_commit_with_their_origin(scripted_account, scripted,
+                                                                         django_capture_on_commit_callbacks):
+    from conversations.models import Communication
+    from integrations.signals import communications_created
+
+    heard: list[tuple[int, list[int], str]] = []
+
+    def receiver(sender, account, communication_ids, origin, **kwargs):
+        heard.append((account.pk, communication_ids, origin))
+
+    def broken(**kwargs):
+        raise RuntimeError("a receiver's bug")
+
+    communications_created.connect(receiver)
+    communications_created.connect(broken)
+    try:
+        scripted.script = [page(2, more=True), page(1), page(0), page(1)]
+        with django_capture_on_commit_callbacks() as pending:
+            assert sync_account(scripted_account.pk).status == "succeeded"  # backfill: two pages
+        assert heard == [] and pending  # nothing is sent before its transaction commits
+        for callback in pending:
+            callback()
+        with django_capture_on_commit_callbacks(execute=True):
+            assert sync_account(scripted_account.pk).status == "succeeded"  # delta, nothing new
+            assert sync_account(scripted_account.pk).status == "succeeded"  # delta, one new
+    finally:
+        communications_created.disconnect(receiver)
+        communications_created.disconnect(broken)
+    ids = list(Communication.objects.order_by("pk").values_list("pk", flat=True))
+    assert heard == [(scripted_account.pk, ids[:2], "backfill"), (scripted_account.pk, ids[2:3], "backfill"),
+                     (scripted_account.pk, ids[3:], "delta")]
+
+
+def test_an_unknown_origin_is_a_bug(scripted_account):
+    from integrations.signals import announce_created
+
+    with pytest.raises(ValueError, match="origin"):
+        announce_created(scripted_account, [1], "sideways")
