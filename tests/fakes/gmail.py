@@ -21,16 +21,29 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Mapping
+from typing import Any, Self
 
 from tests.fakes.google_mailbox import (
-    HISTORY_TYPES, BadQuery, HistoryExpired, Mailbox, Message, Query, parse_query,
+    HISTORY_TYPES,
+    BadQuery,
+    HistoryExpired,
+    Mailbox,
+    Message,
+    Query,
+    parse_query,
 )
 from tests.fakes.google_oauth import (
-    GMAIL_READONLY, GMAIL_SCOPES, METADATA_SCOPE, AccessToken, OAuthState, Response, json_response,
+    GMAIL_READONLY,
+    GMAIL_SCOPES,
+    METADATA_SCOPE,
+    AccessToken,
+    OAuthState,
+    Response,
+    json_response,
 )
 from tests.fakes.google_synthetic import synthetic_message
 
@@ -110,7 +123,7 @@ class FakeGmail:
 
     # --- lifecycle
 
-    def start(self) -> "FakeGmail":
+    def start(self) -> FakeGmail:
         server = ThreadingHTTPServer((self._host, self._port), _Handler)
         server.daemon_threads = True
         server.fake = self  # type: ignore[attr-defined]
@@ -128,7 +141,7 @@ class FakeGmail:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "FakeGmail":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -510,7 +523,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake: FakeGmail = self.server.fake  # type: ignore[attr-defined]
         try:
             status, headers, payload = fake._handle_http(self.command, self.path, _Headers(dict(self.headers)), body)
-        except Exception as exc:  # a fake bug must surface as a 500, not a hung client
+        except Exception as exc:  # noqa: BLE001 - a fake bug must surface as a 500, not a hung client
             status, headers, payload = google_error(500, f"fake error: {exc!r}", "backendError")
         self.send_response(status)
         for name, value in headers.items():
@@ -529,7 +542,7 @@ class _Handler(BaseHTTPRequestHandler):
 def fill_synthetic(box: Mailbox, count: int, *, big_every: int = 0, big_bytes: int = 0,
                    now: datetime | None = None) -> None:
     """Fill `box` with `count` lazily generated deterministic messages (oldest first)."""
-    now = now or datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    now = now or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     thread_ids: dict[int, str] = {}
     for i in range(count):
         syn = synthetic_message(i, owner=box.email, total=count, now=now, big_every=big_every, big_bytes=big_bytes)

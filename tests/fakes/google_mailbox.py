@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import base64
 import bisect
-import quopri
 import itertools
+import quopri
 import re
 import threading
 import time
 import zoneinfo
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 SYSTEM_LABELS: tuple[str, ...] = (
     "INBOX", "SENT", "DRAFT", "SPAM", "TRASH", "UNREAD", "STARRED", "IMPORTANT", "CHAT",
@@ -123,7 +124,7 @@ def _header(headers: list[tuple[str, str]], name: str) -> str:
 
 
 def _param(value: str, name: str) -> str | None:
-    match = re.search(name + r'\s*=\s*(?:"([^"]*)"|([^;\s]+))', value, re.I)
+    match = re.search(name + r'\s*=\s*(?:"([^"]*)"|([^;\s]+))', value, re.IGNORECASE)
     return (match[1] if match[1] is not None else match[2]) if match else None
 
 
@@ -371,9 +372,9 @@ class Mailbox:
     def _insert(self, raw: bytes | None, make: Callable[[], bytes] | None, size: int, labels: Iterable[str],
                 internal_date: datetime | None, thread_id: str | None) -> str:
         labels = list(dict.fromkeys(labels))
-        when = internal_date or datetime.now(timezone.utc)
+        when = internal_date or datetime.now(UTC)
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         with self._lock:
             self._check_labels(labels)
             self._seq += 1

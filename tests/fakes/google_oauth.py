@@ -11,8 +11,9 @@ import secrets
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -45,7 +46,7 @@ def private_pem(key: rsa.RSAPrivateKey) -> str:
 def certificate_pem(key: rsa.RSAPrivateKey, common_name: str) -> str:
     """Self-signed x509 certificate: the format Google's /oauth2/v1/certs serves."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
             .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256()))

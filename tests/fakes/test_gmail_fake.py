@@ -11,7 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import google.auth.exceptions
@@ -97,7 +97,7 @@ def test_profile_labels_and_auth(fake: FakeGmail) -> None:
 
 def test_list_paging_order_filters_and_query(fake: FakeGmail) -> None:
     box = fake.add_mailbox(USER)
-    base = datetime(2024, 3, 1, 12, tzinfo=timezone.utc)
+    base = datetime(2024, 3, 1, 12, tzinfo=UTC)
     ids = [box.add(rfc822(i), internal_date=base + timedelta(hours=i)) for i in range(25)]
     spam = box.add(rfc822(99), labels=("SPAM",), internal_date=base - timedelta(hours=1))
     sent = box.add(rfc822(98), labels=("SENT", "IMPORTANT"), internal_date=base + timedelta(hours=30))
@@ -128,7 +128,7 @@ def test_list_paging_order_filters_and_query(fake: FakeGmail) -> None:
 def test_get_formats_and_raw_round_trip(fake: FakeGmail) -> None:
     box = fake.add_mailbox(USER)
     raw = rfc822(1, body="caf\u00e9 " + "x" * 300)
-    when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
     msg_id = box.add(raw, labels=("INBOX", "UNREAD"), internal_date=when)
     reply = box.add(rfc822(2), thread_id=msg_id)
     service = service_for(fake)
@@ -166,7 +166,7 @@ def test_lazy_messages_and_synthetic_sizes(fake: FakeGmail) -> None:
         got = service.users().messages().get(userId="me", id=msg_id, format="raw").execute()
         assert base64.urlsafe_b64decode(got["raw"]) == rfc822(7)
     assert len(calls) >= 2  # generated per request, never cached
-    now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2024, 1, 1, tzinfo=UTC)
     for i in (0, 7, 9, 19):
         syn = synthetic_message(i, owner=USER, total=100, now=now, big_every=10, big_bytes=5000)
         assert len(syn.make()) == syn.size and syn.make() == syn.make()
@@ -306,7 +306,7 @@ def test_service_account_domain_wide_delegation(fake: FakeGmail) -> None:
 
 def _consent(url: str) -> dict[str, str]:
     class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003
+        def redirect_request(self, *args, **kwargs):
             return None
 
     opener = urllib.request.build_opener(NoRedirect)
