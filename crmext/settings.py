@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "contacts",
     "conversations",
     "integrations",
+    "automation",
 ]
 
 MIDDLEWARE = [
@@ -319,3 +320,24 @@ if GMAIL_INITIAL_DAYS != "all" and not (GMAIL_INITIAL_DAYS.isdigit() and int(GMA
     raise ImproperlyConfigured(f"GMAIL_INITIAL_DAYS must be a number of days or 'all', got {GMAIL_INITIAL_DAYS!r}")
 # Per-mailbox quota units per second (Google allows 250 per user); a token bucket keeps under it.
 GMAIL_QUOTA_UNITS_PER_SECOND = env.int("GMAIL_QUOTA_UNITS_PER_SECOND", default=200, minimum=1)
+
+# --- Task suggestions (automation) ---------------------------------------------------
+# The engine that reads new inbound messages: "rules" (deterministic, no network) or "llm"
+# (an OpenAI-compatible chat-completions endpoint; any failure falls back to rules).
+SUGGESTIONS_ENGINE = env.str("SUGGESTIONS_ENGINE", default="rules").lower()
+if SUGGESTIONS_ENGINE not in ("rules", "llm"):
+    raise ImproperlyConfigured(f"SUGGESTIONS_ENGINE must be rules or llm, got {SUGGESTIONS_ENGINE!r}")
+SUGGESTIONS_LLM_BASE_URL = env.str("SUGGESTIONS_LLM_BASE_URL", default="https://api.openai.com/v1").rstrip("/")
+SUGGESTIONS_LLM_MODEL = env.str("SUGGESTIONS_LLM_MODEL", default="gpt-4o-mini")
+SUGGESTIONS_LLM_API_KEY = env.str("SUGGESTIONS_LLM_API_KEY", default="")
+if SUGGESTIONS_ENGINE == "llm" and not SUGGESTIONS_LLM_API_KEY and "api.openai.com" in SUGGESTIONS_LLM_BASE_URL:
+    raise ImproperlyConfigured("SUGGESTIONS_ENGINE=llm against api.openai.com needs SUGGESTIONS_LLM_API_KEY")
+# At most this many characters of a message (subject + new text) ever leave for the endpoint.
+SUGGESTIONS_LLM_MAX_CHARS = env.int("SUGGESTIONS_LLM_MAX_CHARS", default=4000, minimum=200)
+SUGGESTIONS_LLM_TIMEOUT_SECONDS = env.float("SUGGESTIONS_LLM_TIMEOUT_SECONDS", default=20.0, minimum=0.1)
+# Messages sent longer ago than this are not suggested from (a backfill must not flood the feed).
+SUGGESTIONS_MAX_AGE_DAYS = env.int("SUGGESTIONS_MAX_AGE_DAYS", default=14, minimum=0)
+# A user's default auto-approve threshold (each user may change theirs); above 1: never.
+SUGGESTIONS_AUTO_APPROVE_THRESHOLD = env.float("SUGGESTIONS_AUTO_APPROVE_THRESHOLD", default=0.85, minimum=0.0)
+# Whether newly connected accounts start with suggestions on (each account may change it).
+SUGGESTIONS_ENABLED_BY_DEFAULT = env.bool("SUGGESTIONS_ENABLED_BY_DEFAULT", default=True)

@@ -13,6 +13,7 @@ api_v1: list = [
     path("", include("integrations.api_urls")),
     path("", include("conversations.api_urls")),
     path("", include("contacts.api_urls")),
+    path("", include("automation.api_urls")),
 ]
 
 # Django's own sign-in views; no self sign-up and no password reset by mail (accounts come
@@ -40,5 +41,6 @@ urlpatterns = [
     path("accounts/", include(auth_urls)),
     path("connections/", include("integrations.urls")),
     path("communications/", include("conversations.urls")),
+    path("suggestions/", include("automation.urls")),
     path("", RedirectView.as_view(pattern_name="integrations:connections"), name="home"),
 ]

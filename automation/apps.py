@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class AutomationConfig(AppConfig):
+    name = "automation"
+    verbose_name = "Automation"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from automation.receivers import queue_new_communications
+        from integrations.signals import communications_created
+
+        communications_created.connect(queue_new_communications, dispatch_uid="automation.queue_suggestions")

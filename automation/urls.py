@@ -1,0 +1,14 @@
+"""The Suggestions page, mounted at /suggestions/ by crmext.urls."""
+from django.urls import path
+
+from automation import views
+
+app_name = "automation"
+
+urlpatterns = [
+    path("", views.suggestions, name="suggestions"),
+    path("<int:pk>/approve/", views.approve, name="approve"),
+    path("<int:pk>/dismiss/", views.dismiss, name="dismiss"),
+    path("approve-above/", views.approve_above, name="approve_above"),
+    path("tasks/<int:pk>/done/", views.task_done, name="task_done"),
+]

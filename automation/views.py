@@ -1,0 +1,94 @@
+"""The Suggestions page: the feed of pending suggestions (approve, edit then approve, dismiss,
+approve all above a confidence) and a small task list with "done".
+
+Thin views: forms validate, automation.services decides. Everything is looked up among the
+signed-in user's own objects (404 otherwise).
+"""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from automation import services
+from automation.forms import ApproveAboveForm, ApproveForm, DismissForm
+from automation.models import Suggestion, Task
+
+FEED_SIZE = 100
+TASKS_SHOWN = 50
+
+
+@login_required
+def suggestions(request: HttpRequest) -> HttpResponse:
+    pending = list(Suggestion.objects.filter(owner=request.user, status=Suggestion.Status.PENDING)
+                   .order_by("-confidence", "-id")[:FEED_SIZE])
+    open_tasks = list(Task.objects.filter(owner=request.user, status=Task.Status.OPEN).order_by("due", "-id")[:TASKS_SHOWN])
+    done_tasks = list(Task.objects.filter(owner=request.user, status=Task.Status.DONE).order_by("-done_at")[:10])
+    return render(request, "automation/suggestions.html", {
+        "pending": pending, "open_tasks": open_tasks, "done_tasks": done_tasks,
+        "above_form": ApproveAboveForm(initial={"min_confidence": 0.7}),
+        "threshold": services.preferences(request.user).threshold,
+    })
+
+
+def _pending(request: HttpRequest, pk: int) -> Suggestion:
+    return get_object_or_404(Suggestion, pk=pk, owner=request.user)
+
+
+@login_required
+@require_POST
+def approve(request: HttpRequest, pk: int) -> HttpResponse:
+    suggestion = _pending(request, pk)
+    form = ApproveForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The edits were not valid: " + "; ".join(
+            f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()))
+        return redirect("automation:suggestions")
+    data = form.cleaned_data
+    try:
+        task = services.approve(suggestion, title=data["title"] or None, due=data["due"],
+                                priority=data["priority"] or None)
+    except services.AlreadyDecided:
+        messages.warning(request, "That suggestion was already decided.")
+    else:
+        messages.success(request, f"Task created: {task.title}")
+    return redirect("automation:suggestions")
+
+
+@login_required
+@require_POST
+def dismiss(request: HttpRequest, pk: int) -> HttpResponse:
+    suggestion = _pending(request, pk)
+    form = DismissForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        services.dismiss(suggestion, reason)
+    except services.AlreadyDecided:
+        messages.warning(request, "That suggestion was already decided.")
+    else:
+        messages.success(request, f"Dismissed: {suggestion.title}")
+    return redirect("automation:suggestions")
+
+
+@login_required
+@require_POST
+def approve_above(request: HttpRequest) -> HttpResponse:
+    form = ApproveAboveForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a confidence from 0 to 1.")
+        return redirect("automation:suggestions")
+    tasks = services.bulk_approve(Suggestion.objects.filter(owner=request.user),
+                                  min_confidence=form.cleaned_data["min_confidence"])
+    messages.success(request, f"Approved {len(tasks)} suggestion{'s' if len(tasks) != 1 else ''}.")
+    return redirect("automation:suggestions")
+
+
+@login_required
+@require_POST
+def task_done(request: HttpRequest, pk: int) -> HttpResponse:
+    task = get_object_or_404(Task, pk=pk, owner=request.user)
+    services.complete(task)
+    messages.success(request, f"Done: {task.title}")
+    return redirect("automation:suggestions")
