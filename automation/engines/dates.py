@@ -18,10 +18,10 @@ from functools import lru_cache
 
 import dateparser
 
-_DATE_LANGUAGES = ["en", "de", "fr", "es"]
+_DATE_LANGUAGES = ["en", "de", "fr", "es", "it"]
 _WEEKDAYS = ("monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tue|tues|wed|thu|thur|thurs|fri"
              "|montag|dienstag|mittwoch|donnerstag|freitag|lundi|mardi|mercredi|jeudi|vendredi"
-             "|lunes|martes|mi[eé]rcoles|jueves|viernes")
+             "|lunes|martes|mi[eé]rcoles|jueves|viernes|luned[iì]|marted[iì]|mercoled[iì]|gioved[iì]|venerd[iì]")
 _MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december"
            "|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
            "|januar|februar|m[äa]rz|juni|juli|oktober|dezember|janvier|f[ée]vrier|mars|avril|mai|juin|juillet"
@@ -43,12 +43,12 @@ _PATTERNS: list[tuple[str, str]] = [
     ("parse", rf"\b((?:{_WEEKDAYS}),? )?((?:{_MONTHS})\.? \d{{1,2}}{_ORD}(?:,? \d{{4}})?)\b"),
     ("parse", rf"\b((?:{_WEEKDAYS}),? )?(\d{{1,2}}{_ORD} (?:of |de )?(?:{_MONTHS})\.?(?: \d{{4}})?)\b"),
     ("parse", r"\b(\d{1,2}/\d{1,2}(?:/\d{2,4})?)\b"),
-    ("parse", r"\b(?:the )(\d{1,2}(?:st|nd|rd|th))\b"),
+    ("day_of_month", r"\b(?:the )(\d{1,2})(?:st|nd|rd|th)\b"),
     ("parse", rf"(?<!last )(?<!letzten )\b((?:(?:this|next|coming|n[äa]chsten) )?(?:{_WEEKDAYS}))\b"),
 ]
 _COMPILED = [(kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in _PATTERNS]
 _CUE = re.compile(r"\b(?:by|before|until|till|due|deadline|no later than|not later than|latest|bis|sp[äa]testens|"
-                  r"avant|d'ici|antes del?|para el|para)\W*(?:\w+\W+){0,2}$", re.IGNORECASE)
+                  r"avant|d'ici|antes del?|para el|para|entro)\W*(?:\w+\W+){0,2}$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,13 @@ def _resolve(kind: str, match: re.Match[str], base: dt.datetime) -> dt.date | No
             return None
         monday = day - dt.timedelta(days=day.weekday())
         return monday + dt.timedelta(days=4) if kind == "end_next_week" else monday
+    if kind == "day_of_month":
+        # "the 20th": this month's if still ahead, else next month's (dateparser alone reads "12th" as December).
+        day = int(match.group(1))
+        month = dt.date(today.year, today.month, 1)
+        if day < today.day:
+            month = (month + dt.timedelta(days=32)).replace(day=1)
+        return _parse(f"{day} {calendar.month_name[month.month]} {month.year}", base)
     if kind == "end_month":
         return today.replace(day=calendar.monthrange(today.year, today.month)[1])
     phrase = match.group(match.lastindex or 0)

@@ -24,6 +24,10 @@ REQUEST = _words(
     r"please", r"pls", r"could you", r"can you", r"would you", r"will you", r"could we", r"can we", r"let me know",
     r"need you to", r"i need you", r"would you mind", r"would it be possible", r"i'?d appreciate", r"kindly",
     r"make sure", r"don'?t forget", r"remember to", r"are you able to", r"do you mind",
+    r"(?:i|we)(?: would|'d) be grateful", r"grateful if you", r"(?:we|i) need your", r"waiting (?:on|for) your",
+    r"needs? your (?:signature|approval|input|feedback|sign-off|review|ok|confirmation|answer|decision)",
+    r"would (?:be great|love) (?:to get|to hear|if you)", r"(?:just )?(?:checking|following) (?:in|up) on",
+    r"potresti", r"potrebbe", r"per favore", r"puoi",
     # German, French, Spanish
     r"bitte", r"k[öo]nnten sie", r"k[öo]nntest du", r"kannst du", r"k[öo]nnen sie", r"w[äa]ren sie so",
     r"pourriez-vous", r"pouvez-vous", r"peux-tu", r"pourrais-tu", r"merci de", r"s'il vous pla[iî]t", r"svp",
@@ -35,7 +39,7 @@ BOILERPLATE = _words(
     r"please don'?t hesitate", r"please feel free", r"please consider the environment",
     r"(?:please )?let me know if you (?:have|need) (?:any )?(?:questions|anything|help|thoughts)",
     r"let me know if (?:there'?s|there is) anything", r"let me know if i can help",
-    r"can you believe", r"(?:please )?do not reply to this", r"if you have any questions",
+    r"can you believe", r"(?:please )?do not reply to this", r"if you have any questions", r"please welcome",
 )
 IMPERATIVE = re.compile(
     r"^(?:(?:hi|hey|hello|dear)\b[^,:]{0,30}[,:] ?)?(?:also,? |and |so |then |just |pls |please )?"
@@ -57,7 +61,7 @@ URGENT = _words(r"asap", r"urgent(?:ly)?", r"as soon as possible", r"right away"
 NO_REPLY_SENDER = re.compile(
     r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|donotreply|notifications?|notify|alerts?|mailer-daemon|postmaster|"
     r"bounces?|news(?:letter)?|marketing|updates|digest|info|billing|receipts?|orders?|support|automated|"
-    r"calendar-notification|system|accounts?)(?:[-_+.][^@]*)?@", re.IGNORECASE)
+    r"calendar-notification|system|accounts?|jira|confluence|gitlab|bitbucket)(?:[-_+.][^@]*)?@", re.IGNORECASE)
 SHORT_CODE = re.compile(r"^\+?\d{3,6}$")
 AUTO_REPLY_SUBJECT = _words(r"automatic reply", r"auto(?:matic)?[- ]?reply", r"auto:", r"out of (?:the )?office",
                             r"ooo", r"abwesenheitsnotiz", r"automatische antwort", r"r[ée]ponse automatique",
