@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db.models import F, Prefetch, QuerySet, Subquery
+from django.db.models import F, OuterRef, Prefetch, QuerySet, Subquery
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
@@ -334,7 +334,10 @@ def filter_communications(communications: QuerySet, filters: dict[str, Any]) -> 
 # ------------------------------------------------------------------------------------------ views
 
 def _communications(request: Request) -> QuerySet:
-    return visible_communications(request.user).annotate(account_owner=F("account__owner_id"))
+    # A subquery, not a join: PostgreSQL evaluates it for the page's rows only, after the sort.
+    accounts = Communication._meta.get_field("account").related_model._default_manager
+    owner = accounts.filter(pk=OuterRef("account_id")).values("owner_id")[:1]
+    return visible_communications(request.user).annotate(account_owner=Subquery(owner))
 
 
 def _listed(communications: QuerySet) -> QuerySet:
