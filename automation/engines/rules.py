@@ -43,6 +43,7 @@ BOILERPLATE = _words(
 )
 IMPERATIVE = re.compile(
     r"^(?:(?:hi|hey|hello|dear)\b[^,:]{0,30}[,:] ?)?(?:also,? |and |so |then |just |pls |please )?"
+    r"(?:(?:could|can|would|will) you (?:please |kindly )?)?"
     r"(review|send|sign|confirm|schedule|call|approve|submit|forward|share|book|prepare|update|fill out|fill in|"
     r"complete|check|reply|respond|return|pay|upload|order|set up|arrange|ping|remind|follow up|get back|"
     r"add|fix|draft|put together|look over|take a look|bring|ship|renew|register|email|text)\b",
