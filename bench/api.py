@@ -88,7 +88,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--page", type=int, default=1000, help="the deep page reached by following next")
     parser.add_argument("--keep", action="store_true", help="keep the database (to investigate a slow query)")
-    parser.add_argument("--reuse", action="store_true", help="time the database a --keep run left, no load")
+    parser.add_argument("--reuse", action="store_true",
+                        help="time the database a --keep run left, no load (and keep it)")
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the slowest query of a miss")
     args = parser.parse_args()
 
@@ -102,7 +103,7 @@ def main() -> None:
     try:
         run(args)
     finally:
-        if not args.keep:
+        if not (args.keep or args.reuse):  # a reused database stays for the next --reuse
             from django.db import connections
 
             connections.close_all()

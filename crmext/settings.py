@@ -295,6 +295,10 @@ IMAP_TIMEOUT_SECONDS = env.int("IMAP_TIMEOUT_SECONDS", default=60, minimum=1)
 ALLOW_INSECURE_IMAP = env.bool("ALLOW_INSECURE_IMAP", default=False)
 # mbox accounts may only read files under this directory (symlinks resolved); uploads land here.
 MBOX_IMPORT_DIR = Path(env.str("MBOX_IMPORT_DIR", default=str(VAR_DIR / "imports")))
+# Uploads (mbox, Takeout archives): the largest file taken, and the free space an upload or an
+# archive's extraction must leave on the import directory's disk.
+UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=20 * 1024**3, minimum=1024 * 1024)
+UPLOAD_MIN_FREE_BYTES = env.int("UPLOAD_MIN_FREE_BYTES", default=1024**3, minimum=0)
 
 # --- Public address and Google / Gmail -------------------------------------------------
 # The address users and providers reach this server at. OAuth redirect URIs and webhook

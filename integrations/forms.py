@@ -222,14 +222,72 @@ class ImportDirUploadedFile(UploadedFile):
             pass  # renamed into place: nothing left to delete
 
 
+class RefusedUpload(UploadedFile):
+    """What the form receives for a file the upload handler refused: its name and why, no content."""
+
+    def __init__(self, name: str, refusal: str, size: int) -> None:
+        # The size received, so that the form's field gets to the refusal instead of "empty".
+        super().__init__(None, name, "application/octet-stream", size, None)
+        self.refusal = refusal
+
+    def close(self) -> None:
+        pass
+
+
+def _free_bytes() -> int:
+    return shutil.disk_usage(import_root()).free
+
+
+def _too_big(size: int) -> str:
+    return (f"is larger than this server takes ({size:,} bytes; the limit is {settings.UPLOAD_MAX_BYTES:,}). "
+            "Split the mbox, or ask an administrator to raise UPLOAD_MAX_BYTES.")
+
+
+def _no_room(needed: int) -> str:
+    return (f"does not fit on this server's disk: {needed:,} more bytes would leave less than "
+            f"{settings.UPLOAD_MIN_FREE_BYTES:,} free. Ask an administrator to free space, then upload it again.")
+
+
 class ImportDirUploadHandler(TemporaryFileUploadHandler):
-    """Streams every uploaded file into MBOX_IMPORT_DIR, whatever its size (no memory handler runs)."""
+    """Streams every uploaded file into MBOX_IMPORT_DIR, whatever its size (no memory handler runs).
+
+    A file over UPLOAD_MAX_BYTES, or one that would leave less than UPLOAD_MIN_FREE_BYTES of
+    the disk free, is refused as it arrives: what was written is deleted, the rest is read
+    and dropped (so the browser gets the answer), and the form says why.
+    """
+
+    def handle_raw_input(self, input_data: Any, META: Any, content_length: int, boundary: Any,
+                         encoding: str | None = None) -> None:
+        self.content_length = content_length  # the whole request: an upper bound known before any byte
 
     def new_file(self, *args: Any, **kwargs: Any) -> None:
         super(TemporaryFileUploadHandler, self).new_file(*args, **kwargs)
+        self.received = 0
+        self.refusal = ""
         self.file = ImportDirUploadedFile(self.file_name, self.content_type, 0, self.charset,
                                           self.content_type_extra)
         raise StopFutureHandlers()
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
+        if self.refusal:
+            return None
+        self.received += len(raw_data)
+        if self.received > settings.UPLOAD_MAX_BYTES:
+            self._refuse(_too_big(max(self.received, self.content_length or 0)))
+        elif _free_bytes() - len(raw_data) < settings.UPLOAD_MIN_FREE_BYTES:
+            self._refuse(_no_room(max(len(raw_data), (self.content_length or 0) - self.received)))
+        else:
+            return super().receive_data_chunk(raw_data, start)
+        return None
+
+    def _refuse(self, refusal: str) -> None:
+        self.refusal = refusal
+        self.file.close()  # deletes the partial file
+
+    def file_complete(self, file_size: int) -> UploadedFile:
+        if self.refusal:
+            return RefusedUpload(self.file_name, self.refusal, self.received)
+        return super().file_complete(file_size)
 
 
 ARCHIVE_SUFFIXES = (".zip", ".tgz", ".tar.gz", ".tar")
@@ -247,6 +305,8 @@ class MboxUploadForm(forms.Form):
 
     def clean_file(self) -> UploadedFile:
         upload = self.cleaned_data["file"]
+        if isinstance(upload, RefusedUpload):
+            raise forms.ValidationError(f"{upload.name} {upload.refusal}")
         if not isinstance(upload, ImportDirUploadedFile):
             raise forms.ValidationError("The upload could not be stored: try again.")
         name = upload.name.lower()
@@ -272,17 +332,25 @@ class MboxUploadForm(forms.Form):
         try:
             if zipfile.is_zipfile(path):
                 with zipfile.ZipFile(path) as archive:
-                    names = [info.filename for info in archive.infolist()
-                             if not info.is_dir() and info.filename.lower().endswith(".mbox")]
+                    sizes = {info.filename: info.file_size for info in archive.infolist()
+                             if not info.is_dir() and info.filename.lower().endswith(".mbox")}
             else:
                 with tarfile.open(path) as archive:
-                    names = [member.name for member in archive if member.isfile()
-                             and member.name.lower().endswith(".mbox")]
+                    sizes = {member.name: member.size for member in archive if member.isfile()
+                             and member.name.lower().endswith(".mbox")}
+            names = list(sizes)
         except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as error:
             raise forms.ValidationError(f"{upload.name} could not be read as a .zip or .tgz archive ({error}).")
         if not names:
             raise forms.ValidationError(f"{upload.name} holds no .mbox file. In Google Takeout, export Mail, "
                                         "and upload the archive it gives you.")
+        # Sizes as the archive states them: extraction stops at them too (see _extract).
+        self.member_sizes = sizes
+        unpacked = sum(sizes.values())
+        if unpacked > settings.UPLOAD_MAX_BYTES:
+            raise forms.ValidationError(f"{upload.name}: its mbox files {_too_big(unpacked)}")
+        if _free_bytes() - unpacked < settings.UPLOAD_MIN_FREE_BYTES:
+            raise forms.ValidationError(f"{upload.name}: its mbox files, unpacked, {_no_room(unpacked)}")
         return names
 
     def save(self, owner: Any) -> list[ProviderAccount]:

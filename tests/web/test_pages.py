@@ -550,6 +550,41 @@ def test_upload_a_takeout_archive_imports_its_mbox(signed_in, user, settings, ki
     assert files == [account.config["path"].rsplit("/", 1)[1]]  # the archive itself is gone
 
 
+def test_an_upload_over_the_size_limit_is_refused_and_nothing_is_kept(signed_in, settings):
+    settings.UPLOAD_MAX_BYTES = 1024 * 1024
+    big = MBOX + b"x" * (settings.UPLOAD_MAX_BYTES + 1)
+    page = _upload(signed_in, "huge.mbox", big).content.decode()
+    assert 'id="id_file-errors"' in page and "huge.mbox is larger than this server takes" in page
+    assert "UPLOAD_MAX_BYTES" in page and not ProviderAccount.objects.exists()
+    assert list(settings.MBOX_IMPORT_DIR.iterdir()) == []
+
+
+def test_an_upload_that_would_fill_the_disk_is_refused(signed_in, settings, monkeypatch):
+    import integrations.forms
+
+    settings.UPLOAD_MIN_FREE_BYTES = 10 * 1024**3
+    monkeypatch.setattr(integrations.forms, "_free_bytes", lambda: 10 * 1024**3 + 100)
+    page = _upload(signed_in, "export.mbox", MBOX + b"x" * 200).content.decode()
+    assert "export.mbox does not fit on this server&#x27;s disk" in page and not ProviderAccount.objects.exists()
+    assert list(settings.MBOX_IMPORT_DIR.iterdir()) == []
+
+
+def test_an_archive_whose_mbox_would_unpack_past_the_limits_is_refused(signed_in, settings, monkeypatch):
+    import integrations.forms
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("Takeout/Mail/All mail.mbox", MBOX + b"\n" * (3 * 1024 * 1024))  # compresses to little
+    settings.UPLOAD_MAX_BYTES = 2 * 1024 * 1024
+    page = _upload(signed_in, "takeout.zip", buffer.getvalue()).content.decode()
+    assert "takeout.zip: its mbox files is larger than this server takes" in page
+    settings.UPLOAD_MAX_BYTES = 20 * 1024 * 1024
+    monkeypatch.setattr(integrations.forms, "_free_bytes", lambda: settings.UPLOAD_MIN_FREE_BYTES + 1024 * 1024)
+    page = _upload(signed_in, "takeout.zip", buffer.getvalue()).content.decode()
+    assert "its mbox files, unpacked, does not fit" in page
+    assert not ProviderAccount.objects.exists() and list(settings.MBOX_IMPORT_DIR.iterdir()) == []
+
+
 def test_upload_an_archive_without_mail(signed_in, settings):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
