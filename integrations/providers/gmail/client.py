@@ -44,6 +44,7 @@ from googleapiclient import _auth
 from googleapiclient.discovery import build
 from googleapiclient.errors import BatchError, HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
+from googleapiclient.model import JsonModel
 
 from integrations.providers.base import AuthError, PermanentError, ProviderError, RateLimited, TransientError
 from integrations.providers.gmail import credentials as gmail_credentials
@@ -215,6 +216,17 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+def _query_items(params: dict[str, Any]) -> list[tuple[str, str]]:
+    """Query parameters in the API's spelling: camelCase names as given, lists repeated."""
+    items = []
+    for name, value in params.items():
+        for one in value if isinstance(value, (list, tuple)) else [value]:
+            items.append((name, str(one)))
+    return items
+
+
+_JSON_MODEL = JsonModel(data_wrapper=False)
+
 TRANSPORT_ERRORS = (httplib2.HttpLib2Error, OSError, google.auth.exceptions.TransportError, BatchError)
 
 
@@ -238,6 +250,8 @@ class GmailClient:
         self.endpoint = settings.GMAIL_API_ENDPOINT.rstrip("/")
         self._credentials: Any = None
         self._service: Any = None
+        self._http: Any = None
+        self._users: Any = None
         self._bucket = quota_bucket(account.pk if account.pk is not None else id(account))
 
     # --- plumbing
@@ -261,19 +275,33 @@ class GmailClient:
         """The googleapiclient Resource for Gmail v1 (packaged discovery document, no network)."""
         self._fresh()
         if self._service is None:
-            http = google_auth_httplib2.AuthorizedHttp(
+            self._http = google_auth_httplib2.AuthorizedHttp(
                 self._credentials, http=httplib2.Http(timeout=HTTP_TIMEOUT_SECONDS),
                 # A 401 comes back to us: we refresh under the lock (see _fresh), not the library.
                 refresh_status_codes=(),
             )
             self._service = build(
-                "gmail", "v1", http=http, client_options={"api_endpoint": self.endpoint},
+                "gmail", "v1", http=self._http, client_options={"api_endpoint": self.endpoint},
                 static_discovery=True, cache_discovery=False,
             )
+            self._users = None
         return self._service
 
     def users(self) -> Any:
-        return self.service().users()
+        """The ``users`` resource, built once per service (each build of it creates every method
+        from the discovery document: ~20 ms)."""
+        service = self.service()
+        if self._users is None:
+            self._users = service.users()
+        return self._users
+
+    def _get_request(self, message_id: str, fmt: str, params: dict[str, Any]) -> HttpRequest:
+        """A messages.get request for a batch part, made directly: the discovery method's
+        argument checks and URI templating cost more per part than the part's whole answer."""
+        query = urllib.parse.urlencode([("format", fmt), *_query_items(params), ("alt", "json")])
+        uri = f"{self.endpoint}/gmail/v1/users/me/messages/{urllib.parse.quote(message_id, safe='')}?{query}"
+        return HttpRequest(self._http, _JSON_MODEL.response, uri, method="GET",
+                           headers={"accept": "application/json"}, methodId="gmail.users.messages.get")
 
     def execute(self, make: Callable[[], HttpRequest], method: str, doing: str) -> dict[str, Any]:
         """Runs one API call with retries; ``make`` builds the request anew for each attempt.
@@ -393,9 +421,8 @@ class GmailClient:
             self._fresh()
             batch = _Batch(refresh=self._refresh_for_batch, callback=collect,
                            batch_uri=f"{self.endpoint}/batch/gmail/v1")
-            messages = self.users().messages()
             for message_id in pending:
-                batch.add(messages.get(userId="me", id=message_id, format=fmt, **params), request_id=message_id)
+                batch.add(self._get_request(message_id, fmt, params), request_id=message_id)
             self._bucket.take(QUOTA_UNITS["messages.get"] * len(pending))
             self.on_call()
             try:
