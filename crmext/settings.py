@@ -345,3 +345,12 @@ SUGGESTIONS_MAX_AGE_DAYS = env.int("SUGGESTIONS_MAX_AGE_DAYS", default=14, minim
 SUGGESTIONS_AUTO_APPROVE_THRESHOLD = env.float("SUGGESTIONS_AUTO_APPROVE_THRESHOLD", default=0.85, minimum=0.0)
 # Whether newly connected accounts start with suggestions on (each account may change it).
 SUGGESTIONS_ENABLED_BY_DEFAULT = env.bool("SUGGESTIONS_ENABLED_BY_DEFAULT", default=True)
+
+# --- Microsoft 365 / Outlook (Graph) ---------------------------------------------------
+MS_CLIENT_ID = env.str("MS_CLIENT_ID", default="")
+MS_CLIENT_SECRET = env.str("MS_CLIENT_SECRET", default="")
+# "common", "organizations", or a tenant id.
+MS_TENANT = env.str("MS_TENANT", default="common")
+# Endpoints: change only to point msal and the Graph client at a test server.
+MS_AUTHORITY_HOST = env.str("MS_AUTHORITY_HOST", default="https://login.microsoftonline.com").rstrip("/")
+GRAPH_API_BASE_URL = env.str("GRAPH_API_BASE_URL", default="https://graph.microsoft.com/v1.0").rstrip("/")
