@@ -90,7 +90,7 @@ class TaskSerializer(serializers.ModelSerializer):
                                                       allow_null=True)
     communication = serializers.PrimaryKeyRelatedField(queryset=Communication.objects.none(), required=False,
                                                        allow_null=True)
-    suggestion = serializers.PrimaryKeyRelatedField(read_only=True)
+    suggestion = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = Task

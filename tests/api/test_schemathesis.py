@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from automation.models import Suggestion, Task
 from contacts.models import Company, Contact
 from conversations.ingest import store_batch
 from conversations.messages import Channel, ParsedAttachment
@@ -98,6 +99,10 @@ def api_data(user, other_user) -> dict[str, Any]:
     company = Company.objects.get_or_create(domain="acme.com", defaults={"name": "Acme"})[0]
     contact = Contact.objects.create(name="Erin Example", company=company)
     communication = Communication.objects.get(account=imap, subject="Quote")
+    suggestion = Suggestion.objects.create(owner=user, account=imap, communication=communication, title="Reply",
+                                           confidence=0.7, reasoning="Signals: request.", engine="rules",
+                                           engine_version="1.0")
+    task = Task.objects.create(owner=user, title="Call Erin", communication=communication)
     # The objects a generated request also asks for, besides random ids (which are mostly 404s).
     known = {
         "/api/v1/connectors/": {"id": imap.pk},
@@ -108,6 +113,8 @@ def api_data(user, other_user) -> dict[str, Any]:
         "/api/v1/conversations/": {"id": communication.conversation_id},
         "/api/v1/contacts/": {"id": contact.pk},
         "/api/v1/companies/": {"id": company.pk},
+        "/api/v1/suggestions/": {"id": suggestion.pk},
+        "/api/v1/tasks/": {"id": task.pk},
     }
     return {"token": Token.objects.create(user=user).key, "known": known}
 
