@@ -180,6 +180,28 @@ class ReconnectForm(CredentialsForm):
                                                   enabled=enabled))
 
 
+class SyncRequestForm(forms.Form):
+    """The account page's "more syncs": a full resync, or a historical sync of [since, until)."""
+
+    kind = forms.ChoiceField(choices=[("delta", "Sync now"), ("full", "Full resync"),
+                                      ("historical", "Fetch a date range")], initial="delta")
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="Until (not included)",
+                            widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("kind") != "historical":
+            data["since"] = data["until"] = None
+            return data
+        since, until = data.get("since"), data.get("until")
+        if since is None or until is None:
+            raise forms.ValidationError("Give both dates of the range to fetch.")
+        if since >= until:
+            raise forms.ValidationError("The range must start before it ends.")
+        return data
+
+
 class SharingForm(forms.ModelForm):
     class Meta:
         model = ProviderAccount

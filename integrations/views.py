@@ -29,10 +29,12 @@ from integrations.forms import (
     MboxUploadForm,
     ReconnectForm,
     SharingForm,
+    SyncRequestForm,
 )
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.connect import ConnectMethod, OAuthConnect, OAuthError, connect_method
-from integrations.providers.registry import PROVIDERS
+from integrations.providers.base import Capability
+from integrations.providers.registry import PROVIDERS, provider_class
 from integrations.tasks import ACTIVE, NotSyncable, SyncInProgress, request_sync
 
 RUNS_SHOWN = 50
@@ -176,7 +178,8 @@ def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
     account = _describe(_account(request, pk))
     runs = list(account.sync_runs.order_by("-started_at", "-id")[:RUNS_SHOWN])
     return render(request, "integrations/account.html", {
-        "account": account, "runs": runs, "more_runs": len(runs) == RUNS_SHOWN,
+        "account": account, "sync_form": SyncRequestForm(auto_id="id_sync_%s"),
+        "fetches_ranges": Capability.DATE_RANGE in provider_class(account.provider).capabilities, "runs": runs, "more_runs": len(runs) == RUNS_SHOWN,
         "quarantined": account.quarantined_messages.count(),
         "settings": [(name.replace("_", " ").capitalize(), ", ".join(map(str, value)) if isinstance(value, list)
                       else value) for name, value in account.method.public_config(account.config or {}).items()],
@@ -187,10 +190,16 @@ def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def sync_now(request: HttpRequest, pk: int) -> HttpResponse:
+    """Sync now (the delta), or from the account page a full resync or a historical date range."""
     account = _account(request, pk)
+    form = SyncRequestForm(request.POST or {"kind": "delta"})
+    if not form.is_valid():
+        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
+        return _back(request, reverse("integrations:connections"))
+    kind, since, until = form.cleaned_data["kind"], form.cleaned_data["since"], form.cleaned_data["until"]
     try:
-        run = request_sync(account, kind="delta")
-    except NotSyncable as error:
+        run = request_sync(account, kind=kind, since=since, until=until)
+    except (NotSyncable, ValueError) as error:
         messages.error(request, str(error))
     except SyncInProgress as busy:
         messages.info(request, str(busy))
@@ -200,6 +209,12 @@ def sync_now(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"Synced {account}: {run.created:,} new, {run.updated:,} updated.")
         elif run.status == SyncRun.Status.FAILED:
             messages.error(request, f"The sync of {account} failed: {run.error}")
+        elif kind == "historical":
+            messages.success(request, f"Fetching the mail of {account} from {since:%Y-%m-%d} until {until:%Y-%m-%d}: "
+                                      "month by month, newest first, between its regular syncs.")
+        elif kind == "full":
+            messages.success(request, f"A full resync of {account} has started: everything is fetched again, "
+                                      "and nothing is stored twice.")
         else:
             messages.success(request, f"A sync of {account} has started.")
     return _back(request, reverse("integrations:connections"))

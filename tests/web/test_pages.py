@@ -190,6 +190,30 @@ def test_sync_now_queues_a_delta_run(signed_in, account, task_queue, django_capt
     assert b"data-active" in response.content  # the page polls its progress
 
 
+def test_account_page_queues_a_historical_range_or_a_full_resync(signed_in, imap_account, account, task_queue):
+    page = signed_in.get(reverse("integrations:account", args=[imap_account.pk])).content.decode()
+    assert "Fetch this range" in page and "Full resync" in page and 'type="date"' in page
+    url = reverse("integrations:sync", args=[imap_account.pk])
+    response = signed_in.post(url, {"kind": "historical", "since": "2019-01-01", "until": "2020-01-01"}, follow=True)
+    run = SyncRun.objects.get(account=imap_account)
+    assert (run.kind, run.status, run.since.year, run.until.year) == ("historical", "queued", 2019, 2020)
+    assert b"Fetching the mail of" in response.content and b"from 2019-01-01 until 2020-01-01" in response.content
+    run.delete()
+    for bad, reason in (({"since": "2020-01-01", "until": "2019-01-01"}, b"The range must start before it ends."),
+                        ({"since": "2019-01-01"}, b"Give both dates of the range to fetch."),
+                        ({"since": "yesterday", "until": "2020-01-01"}, b"Enter a valid date.")):
+        refused = signed_in.post(url, {"kind": "historical", **bad}, follow=True)
+        assert reason in refused.content and not SyncRun.objects.exists(), bad
+    full = signed_in.post(url, {"kind": "full"}, follow=True)
+    assert b"A full resync of" in full.content and SyncRun.objects.get().kind == "full_resync"
+    # An import cannot fetch a date range: no range form, and a forged request says why.
+    imports = signed_in.get(reverse("integrations:account", args=[account.pk])).content.decode()
+    assert "Fetch this range" not in imports and "Full resync" in imports
+    forged = signed_in.post(reverse("integrations:sync", args=[account.pk]),
+                            {"kind": "historical", "since": "2019-01-01", "until": "2020-01-01"}, follow=True)
+    assert b"cannot fetch a date range" in forged.content
+
+
 def test_sync_now_says_why_not(signed_in, account):
     SyncRun.objects.create(account=account, kind=SyncRun.Kind.DELTA, status=SyncRun.Status.RUNNING)
     busy = signed_in.post(reverse("integrations:sync", args=[account.pk]), follow=True)
