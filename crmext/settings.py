@@ -354,3 +354,9 @@ MS_TENANT = env.str("MS_TENANT", default="common")
 # Endpoints: change only to point msal and the Graph client at a test server.
 MS_AUTHORITY_HOST = env.str("MS_AUTHORITY_HOST", default="https://login.microsoftonline.com").rstrip("/")
 GRAPH_API_BASE_URL = env.str("GRAPH_API_BASE_URL", default="https://graph.microsoft.com/v1.0").rstrip("/")
+# Folders an Outlook account syncs unless its config names others (well-known names or folder ids).
+OUTLOOK_FOLDERS = env.list("OUTLOOK_FOLDERS", default=["Inbox", "SentItems"])
+# Graph requests one mailbox may make per 10 minutes (Graph's own limit is 10,000).
+OUTLOOK_REQUESTS_PER_10_MINUTES = env.int("OUTLOOK_REQUESTS_PER_10_MINUTES", default=10000, minimum=10)
+# Change notifications: Graph must reach APP_PUBLIC_URL/webhooks/outlook over public https.
+OUTLOOK_PUSH = env.bool("OUTLOOK_PUSH", default=False)

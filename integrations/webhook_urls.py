@@ -3,9 +3,12 @@ under its key. Each view authenticates its sender itself (OIDC token, signature)
 from django.urls import path
 
 from integrations.providers.gmail import push as gmail_push
+from integrations.providers.outlook import push as outlook_push
 
 app_name = "webhooks"
 
 urlpatterns = [
     path("gmail/pubsub", gmail_push.pubsub, name="gmail-pubsub"),
+    path("outlook", outlook_push.notifications, name="outlook"),
+    path("outlook/lifecycle", outlook_push.lifecycle, name="outlook-lifecycle"),
 ]

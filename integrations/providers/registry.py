@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 PROVIDERS: dict[str, tuple[str, str]] = {
     "imap": ("IMAP mailbox", "integrations.providers.imap.provider.ImapProvider"),
     "gmail": ("Gmail", "integrations.providers.gmail.provider.GmailProvider"),
+    "outlook": ("Outlook / Microsoft 365", "integrations.providers.outlook.provider.OutlookProvider"),
     "mbox": ("Mbox import", "integrations.providers.mbox.MboxProvider"),
 }
 
