@@ -23,9 +23,13 @@ from integrations.tasks import enqueue_due_syncs, request_sync
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(params=["imap", "mbox", "gmail"])
+@pytest.fixture(params=["imap", "mbox", "gmail", "outlook"])
 def harness(request, user, tmp_path, monkeypatch):
     monkeypatch.setattr(provider_class(request.param), "page_size", 4)
+    if request.param == "outlook":
+        from tests.providers.outlook_harness import OutlookHarness
+
+        return OutlookHarness(request.getfixturevalue("graph_fake"), user)
     if request.param == "gmail":
         from tests.providers.gmail_harness import GmailHarness
 

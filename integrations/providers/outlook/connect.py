@@ -128,8 +128,8 @@ class OutlookConnect(OAuthConnect):
         if "mail.read" not in granted:
             raise OAuthError(f"Microsoft did not grant read access to the mailbox (Mail.Read). {AGAIN}",
                              code="not_granted")
-        accounts = cache.find(msal.TokenCache.CredentialType.ACCOUNT)
-        refresh_tokens = cache.find(msal.TokenCache.CredentialType.REFRESH_TOKEN)
+        accounts = list(cache.search(msal.TokenCache.CredentialType.ACCOUNT))
+        refresh_tokens = list(cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN))
         if not accounts or not refresh_tokens:
             raise OAuthError("Microsoft granted no offline access (no refresh token came back), so the mailbox "
                              f"could not be synced in the background. {AGAIN}", code="not_granted")
