@@ -94,6 +94,8 @@ def visible_communications(user: Any) -> QuerySet[Communication]:
     queryset per request, not once for later.
     """
     communications = Communication.objects.all()
+    if not getattr(user, "is_authenticated", False):  # anonymous (the schema generator included): nothing
+        return communications.none().annotate(visible_level=Value(0, output_field=IntegerField()))
     if can_view_all_content(user):
         return communications.annotate(visible_level=Value(int(Level.EVERYTHING), output_field=IntegerField()))
     levels = visible_account_levels(user)
