@@ -259,7 +259,8 @@ CRM_IGNORED_SENDER_PATTERNS = env.list(
 )
 # Participants of one message that may create contacts (and companies); the rest only match.
 CRM_MAX_CONTACTS_PER_MESSAGE = env.int("CRM_MAX_CONTACTS_PER_MESSAGE", default=50, minimum=0)
-CRM_DEFAULT_PHONE_REGION = env.str("CRM_DEFAULT_PHONE_REGION", default="US")
+# Region for phone numbers written without a country code (an ISO 3166 code such as US or GB).
+PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US").upper()
 ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=25 * 1024 * 1024, minimum=0)
 # A message bigger than this is never parsed whole: providers fetch or read its headers only
 # and it is stored with its size and a warning (parsing costs several times the raw size).
@@ -360,3 +361,7 @@ OUTLOOK_FOLDERS = env.list("OUTLOOK_FOLDERS", default=["Inbox", "SentItems"])
 OUTLOOK_REQUESTS_PER_10_MINUTES = env.int("OUTLOOK_REQUESTS_PER_10_MINUTES", default=10000, minimum=10)
 # Change notifications: Graph must reach APP_PUBLIC_URL/webhooks/outlook over public https.
 OUTLOOK_PUSH = env.bool("OUTLOOK_PUSH", default=False)
+
+# --- Twilio (SMS, MMS, WhatsApp) -----------------------------------------------------------
+# The REST API's base; change only to point the twilio client at a test server.
+TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com").rstrip("/")
