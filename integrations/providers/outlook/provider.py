@@ -88,6 +88,7 @@ class OutlookProvider(MessageProvider):
         self.attachment_client = GraphClient(account, on_call=self._count_attachment_call)
         self.attachment_calls = 0
         self._done: set[str] = set()  # folders whose delta round this run has finished
+        self._total_count: int | None = None  # read by authenticate() for the backfill to come
 
     def _count_call(self) -> None:
         self.api_calls += 1
@@ -103,8 +104,13 @@ class OutlookProvider(MessageProvider):
         return renew_subscriptions()
 
     def authenticate(self) -> None:
-        """Makes sure a valid access token is at hand (refreshing it through msal if needed)."""
+        """Makes sure a valid access token is at hand (refreshing it through msal if needed).
+        Before a backfill it also reads the folders' sizes, which the backfill needs first anyway:
+        a token Graph refuses is refreshed here, in the engine's thread, and a folder that does
+        not exist is reported before anything is fetched."""
         self.client.authenticate()
+        if not self.account.sync_cursor and not self.account.backfill_state:
+            self._total_count = self._total(self.folders())
 
     def close(self) -> None:
         self.client.close()
@@ -126,8 +132,9 @@ class OutlookProvider(MessageProvider):
         ``done``/``total`` (for progress), ``since`` (the window, ISO)."""
         if page_token is None:
             folders = self.folders()
+            total, self._total_count = self._total_count, None
             page_token = {"folders": folders, "index": 0, "link": None, "delta_links": {}, "done": 0,
-                          "total": self._total(folders), "since": _iso(window.since) if window.since else None}
+                          "total": self._total(folders) if total is None else total, "since": _iso(window.since) if window.since else None}
         token = dict(page_token)
         token["delta_links"] = dict(token["delta_links"])
         folder = token["folders"][token["index"]]
@@ -167,7 +174,7 @@ class OutlookProvider(MessageProvider):
             # Graph's only delta filter; it caps the round at 5,000 messages (documented).
             params["$filter"] = f"receivedDateTime ge {since}"
         return self.client.url(f"me/mailFolders/{quoted(folder)}/messages/delta?"
-                               + urllib.parse.urlencode(params, safe="$,:"))
+                               + urllib.parse.urlencode(params, safe="$,:", quote_via=urllib.parse.quote))
 
     def _delta_page(self, folder: str, url: str) -> dict[str, Any]:
         try:
@@ -242,7 +249,7 @@ class OutlookProvider(MessageProvider):
         url = token["link"] or self.client.url(f"me/mailFolders/{quoted(folder)}/messages?" + urllib.parse.urlencode({
             "$filter": f"receivedDateTime ge {_iso(since)} and receivedDateTime lt {_iso(until)}",
             "$orderby": "receivedDateTime desc", "$select": SELECT, "$top": str(self.page_size),
-        }, safe="$,:"))
+        }, safe="$,:", quote_via=urllib.parse.quote))
         try:
             answer = self.client.get(url, prefer=[IMMUTABLE_IDS], what=f"the messages of {folder}")
         except NotFound:
