@@ -184,13 +184,14 @@ class SyncRequestForm(forms.Form):
     """The account page's "more syncs": a full resync, or a historical sync of [since, until)."""
 
     kind = forms.ChoiceField(choices=[("delta", "Sync now"), ("full", "Full resync"),
-                                      ("historical", "Fetch a date range")], initial="delta")
+                                      ("historical", "Fetch a date range")], required=False)
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="Until (not included)",
                             widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        data["kind"] = data.get("kind") or "delta"  # the plain Sync now button sends no kind
         if data.get("kind") != "historical":
             data["since"] = data["until"] = None
             return data

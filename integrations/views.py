@@ -192,7 +192,7 @@ def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def sync_now(request: HttpRequest, pk: int) -> HttpResponse:
     """Sync now (the delta), or from the account page a full resync or a historical date range."""
     account = _account(request, pk)
-    form = SyncRequestForm(request.POST or {"kind": "delta"})
+    form = SyncRequestForm(request.POST)
     if not form.is_valid():
         messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
         return _back(request, reverse("integrations:connections"))

@@ -182,7 +182,9 @@ def test_connect_and_upload_posts_need_the_csrf_token(csrf_client, tmp_path):
 
 def test_sync_now_queues_a_delta_run(signed_in, account, task_queue, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        response = signed_in.post(reverse("integrations:sync", args=[account.pk]), follow=True)
+        # As the Connections page's button posts it: no kind.
+        response = signed_in.post(reverse("integrations:sync", args=[account.pk]), {"next": "/connections/"},
+                                  follow=True)
     run = SyncRun.objects.get(account=account)
     assert run.status == SyncRun.Status.QUEUED and run.kind == SyncRun.Kind.DELTA
     assert [func for func, _args in task_queue] == ["integrations.tasks.run_sync"]
