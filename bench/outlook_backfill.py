@@ -1,0 +1,206 @@
+#!/usr/bin/env python
+"""Outlook sync benchmark: sync_account against the fake Graph and identity platform (tests/fakes/graph.py).
+
+    .venv/bin/python bench/outlook_backfill.py [--n 20000] [--database postgres|sqlite] [--deltas 5]
+
+The parent starts the fake standalone in its own process (``python -m tests.fakes.graph
+--synthetic N``: 90 % in Inbox, 10 % in Sent Items, every tenth message a reply, half of them
+HTML), over TLS with its own test CA, so the fake's memory and CPU are not the syncing
+process's. The throwaway database (SQLite in a temp file, or PostgreSQL ``crmext_bench_outlook``,
+dropped before and after; admin URL from $BENCH_PG_URL as for bench/ingest.py) is migrated by its
+own ``manage.py migrate`` process. A child process (DATABASE_URL and REQUESTS_CA_BUNDLE set before
+Django starts) builds the account's credentials with msal from the fake's tokens, then measures:
+
+  1. the backfill: one sync_account(account.pk), end to end (delta pages, reply headers, parse,
+     store); messages/s, and HTTP round trips per message from SyncRun.api_calls (a $batch is
+     one; the provider's attachment content fetches, none here, would be excluded);
+  2. no-change deltas: sync_account again --deltas times (median and max wall time, and the round
+     trips of one: one delta page per folder);
+  3. peak RSS (ru_maxrss) of the child: the syncing process alone.
+
+It prints figures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == BENCH_DIR:
+    sys.path[0] = str(REPO_ROOT)  # run as a script: import from the repo root, not bench/
+elif str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.ingest import _load, _machine, _peak_rss_mb, child_environment, run_child_process  # noqa: E402
+
+PG_BENCH_DB = "crmext_bench_outlook"
+EMAIL = "bench@contoso.example"
+TARGET_RATE = 800  # messages/s
+TARGET_CALLS_PER_MESSAGE = 0.05
+TARGET_RSS_MB = 300
+TARGET_DELTA_S = 0.2
+
+
+# ============================================================================ child process
+
+
+def run_child(args: argparse.Namespace) -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crmext.settings")
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    from integrations.models import ProviderAccount, SyncRun
+    from integrations.sync import sync_account
+
+    settings.DEBUG = False
+    fake = json.loads(args.fake)
+    for name, value in fake["settings"].items():
+        setattr(settings, name, value)
+    rss_before = _peak_rss_mb()
+    credentials = _credentials(fake)
+    owner = get_user_model().objects.create_user("bench", email="owner@example.org", password="pw-bench-123")
+    account = ProviderAccount.objects.create(
+        owner=owner, provider="outlook", display_name="Bench Outlook", external_address=EMAIL,
+        config={"email": EMAIL}, credentials=credentials,
+    )
+    load_before = _load()
+    cpu_before = time.process_time()
+    started = time.perf_counter()
+    outcome = sync_account(account.pk)
+    backfill_s = time.perf_counter() - started
+    backfill_cpu = time.process_time() - cpu_before
+    run = SyncRun.objects.filter(account=account).latest("pk")
+    deltas, delta_calls = [], None
+    for _ in range(args.deltas):
+        started = time.perf_counter()
+        delta = sync_account(account.pk)
+        deltas.append(time.perf_counter() - started)
+        delta_calls = SyncRun.objects.filter(account=account).latest("pk").api_calls
+        if delta.status != "succeeded":
+            print(f"delta: {delta}", file=sys.stderr)
+    result = {
+        "outcome": outcome.status, "message": outcome.message, "backfill_s": backfill_s, "created": run.created,
+        "fetched": run.fetched, "failed": run.failed, "api_calls": run.api_calls, "deltas": deltas,
+        "delta_calls": delta_calls, "rss_before_mb": rss_before, "peak_rss_mb": _peak_rss_mb(),
+        "load_before": load_before, "load_after": _load(), "backfill_cpu_s": backfill_cpu,
+    }
+    Path(args.result).write_text(json.dumps(result))
+
+
+def _credentials(fake: dict) -> dict:
+    """The stored credentials (msal's cache and home account id), made by msal from the fake's tokens."""
+    import msal
+
+    from integrations.providers.outlook import auth
+
+    cache = msal.SerializableTokenCache()
+    result = auth.msal_app(cache).acquire_token_by_refresh_token(fake["tokens"]["refresh_token"], auth.SCOPES)
+    if "access_token" not in result:
+        raise SystemExit(f"msal could not use the fake's tokens: {result.get('error')}")
+    [account] = list(cache.search(msal.TokenCache.CredentialType.ACCOUNT))
+    return {"token_cache": cache.serialize(), "home_account_id": account["home_account_id"]}
+
+
+# ============================================================================ parent
+
+
+def start_fake(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    command = [sys.executable, "-m", "tests.fakes.graph", "--email", EMAIL, "--synthetic", str(args.n)]
+    fake = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    assert fake.stdout is not None
+    line = fake.stdout.readline()
+    if not line:
+        fake.kill()
+        raise SystemExit("the fake Graph did not start")
+    return fake, line.strip()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (its threads included), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--database", default="postgres")
+    parser.add_argument("--deltas", type=int, default=5)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--fake", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(args)
+        return
+    started = time.perf_counter()
+    fake, fake_json = start_fake(args)
+    print(f"fake Graph: {args.n:,} synthetic messages "
+          f"ready in {time.perf_counter() - started:.1f} s (pid {fake.pid}, not measured)")
+    try:
+        with tempfile.TemporaryDirectory(prefix="outlook-bench-") as workdir:
+            env = child_environment(args.database, Path(workdir), PG_BENCH_DB)
+            env["REQUESTS_CA_BUNDLE"] = json.loads(fake_json)["ca_path"]  # the fake's test CA, for the child only
+            # Migrated by another process: a sync worker does not run migrations, and their
+            # memory would count in the syncing process's peak.
+            subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], env=env, cwd=REPO_ROOT,
+                           check=True)
+            result_path = Path(workdir) / "result.json"
+            command = [sys.executable, str(Path(__file__).resolve()), "--child", "--fake", fake_json,
+                       "--result", str(result_path), "--deltas", str(args.deltas)]
+            fake_cpu = _cpu_seconds(fake.pid)
+            result = run_child_process(command, env, args.database, PG_BENCH_DB, result_path)
+            if result is not None:
+                result["fake_cpu_s"] = _cpu_seconds(fake.pid) - fake_cpu
+    finally:
+        fake.terminate()
+        fake.wait(timeout=30)
+    if result is None:
+        raise SystemExit(1)
+    report(args, result)
+
+
+def report(args: argparse.Namespace, result: dict) -> None:
+    def verdict(ok: bool) -> str:
+        return "ok" if ok else "MISSED"
+
+    rate = result["created"] / result["backfill_s"] if result["backfill_s"] else 0.0
+    per_message = result["api_calls"] / max(1, result["fetched"])
+    delta_median = statistics.median(result["deltas"]) if result["deltas"] else 0.0
+    for line in _machine():
+        print(line)
+    print(f"load    : before {result['load_before']}; after {result['load_after']}")
+    print(f"database: {args.database}")
+    print(f"backfill: {result['outcome']} - {result['message']}")
+    print(f"  {result['created']:,} created in {result['backfill_s']:.1f} s = {rate:,.0f} messages/s "
+          f"(target >= {TARGET_RATE}: {verdict(rate >= TARGET_RATE)})")
+    print(f"  CPU: syncing process {result['backfill_cpu_s']:.1f} s, fake Graph {result.get('fake_cpu_s', 0):.1f} s "
+          f"(both on the same {len(os.sched_getaffinity(0))} cores; the fake's CPU includes its deltas)")
+    print(f"  {result['api_calls']:,} HTTP round trips = {per_message:.4f} per message "
+          f"(target < {TARGET_CALLS_PER_MESSAGE}: {verdict(per_message < TARGET_CALLS_PER_MESSAGE)})")
+    print(f"  peak RSS {result['peak_rss_mb']:.0f} MB (after Django start: "
+          f"{result['rss_before_mb']:.0f} MB; target < {TARGET_RSS_MB}: {verdict(result['peak_rss_mb'] < TARGET_RSS_MB)})")
+    if result["deltas"]:
+        print(f"no-change delta: median {delta_median * 1000:.0f} ms, max {max(result['deltas']) * 1000:.0f} ms, "
+              f"{result['delta_calls']} round trip(s) (target < {TARGET_DELTA_S * 1000:.0f} ms: "
+              f"{verdict(delta_median < TARGET_DELTA_S)})")
+
+
+if __name__ == "__main__":
+    main()
