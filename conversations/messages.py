@@ -17,6 +17,7 @@ class Channel(StrEnum):
     SMS = "sms"
     MMS = "mms"
     CHAT = "chat"
+    WHATSAPP = "whatsapp"  # WhatsApp through Twilio's Messages API
 
 
 class Direction(StrEnum):

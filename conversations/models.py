@@ -42,7 +42,7 @@ class Conversation(models.Model):
     """A thread. Shared across accounts: two users' copies of one e-mail thread meet here."""
 
     subject = models.TextField(blank=True)
-    channel = models.CharField(max_length=5, choices=[(c.value, c.name.title()) for c in Channel])
+    channel = models.CharField(max_length=10, choices=[(c.value, c.name.title()) for c in Channel])
     first_message_at = models.DateTimeField(null=True, blank=True)
     last_message_at = models.DateTimeField(null=True, blank=True)
     message_count = models.PositiveIntegerField(default=0)
@@ -89,7 +89,7 @@ class Communication(models.Model):
     provider_message_id = models.CharField(max_length=255)
     rfc_message_id = models.CharField(max_length=512, blank=True, db_index=True)
     provider_thread_id = models.CharField(max_length=255, blank=True)
-    channel = models.CharField(max_length=5, choices=[(c.value, c.name.title()) for c in Channel])
+    channel = models.CharField(max_length=10, choices=[(c.value, c.name.title()) for c in Channel])
     direction = models.CharField(max_length=8, choices=[(d.value, d.name.title()) for d in Direction])
     subject = models.TextField(null=True, blank=True)
     body_text = models.TextField(blank=True)
