@@ -365,3 +365,8 @@ OUTLOOK_PUSH = env.bool("OUTLOOK_PUSH", default=False)
 # --- Twilio (SMS, MMS, WhatsApp) -----------------------------------------------------------
 # The REST API's base; change only to point the twilio client at a test server.
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com").rstrip("/")
+# Days of messages an initial Twilio sync fetches (both directions, per configured number).
+TWILIO_INITIAL_DAYS = env.int("TWILIO_INITIAL_DAYS", default=90, minimum=1)
+# Each Twilio poll asks again for messages sent this many minutes before its cursor: late
+# arrivals land there, and idempotency on the message SID makes the re-read free.
+TWILIO_OVERLAP_MINUTES = env.int("TWILIO_OVERLAP_MINUTES", default=10, minimum=0)

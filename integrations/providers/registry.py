@@ -18,6 +18,7 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "gmail": ("Gmail", "integrations.providers.gmail.provider.GmailProvider"),
     "outlook": ("Outlook / Microsoft 365", "integrations.providers.outlook.provider.OutlookProvider"),
     "mbox": ("Mbox import", "integrations.providers.mbox.MboxProvider"),
+    "twilio": ("Twilio (SMS, MMS, WhatsApp)", "integrations.providers.twilio.provider.TwilioProvider"),
 }
 
 
