@@ -24,7 +24,6 @@ It prints figures and asserts nothing.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import statistics
@@ -41,7 +40,7 @@ if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == BENCH_DIR:
 elif str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.ingest import _load, _machine, _peak_rss_mb, child_environment, run_child_process  # noqa: E402
+from bench.ingest import _load, _machine, _peak_rss_mb, child_environment, run_child_process
 
 PG_BENCH_DB = "crmext_bench_outlook"
 EMAIL = "bench@contoso.example"

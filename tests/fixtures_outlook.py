@@ -47,7 +47,7 @@ def make_credentials(fake: FakeGraph, email: str) -> dict[str, Any]:
     cache = msal.SerializableTokenCache()
     result = auth.msal_app(cache).acquire_token_by_refresh_token(tokens["refresh_token"], auth.SCOPES)
     assert "access_token" in result, result
-    account = list(cache.search(msal.TokenCache.CredentialType.ACCOUNT))[0]
+    account = next(iter(cache.search(msal.TokenCache.CredentialType.ACCOUNT)))
     return {"token_cache": cache.serialize(), "home_account_id": account["home_account_id"]}
 
 

@@ -621,7 +621,7 @@ class FakeGraph:
     def _subscriptions(self, method: str, rest: list[str], body: bytes) -> Response:
         data = json.loads(body) if body else {}
         if method == "POST" and not rest:
-            expires = dt.datetime.fromisoformat(data["expirationDateTime"].replace("Z", "+00:00"))
+            expires = dt.datetime.fromisoformat(data["expirationDateTime"])
             if expires > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=MAX_SUBSCRIPTION_MINUTES):
                 return graph_error(400, "ExtensionError", "Subscription expiration can only be 10070 minutes "
                                                           "in the future.")

@@ -113,7 +113,7 @@ def access_token(account: ProviderAccount, *, force: bool = False) -> str:
     if account.pk is None:  # being connected and not saved yet: nothing to lock
         token, account.credentials = _acquire(stored, force=force)
         return token
-    from integrations.models import ProviderAccount  # noqa: PLC0415  the models import the registry
+    from integrations.models import ProviderAccount
 
     with transaction.atomic():
         locked = ProviderAccount.objects.select_for_update().only("pk", "credentials").get(pk=account.pk)

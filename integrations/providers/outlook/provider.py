@@ -427,7 +427,7 @@ def _date(value: Any, warnings: list[str]) -> dt.datetime | None:
     if value in (None, ""):
         return None
     try:
-        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(str(value))
     except ValueError:
         warnings.append(f"unreadable Date {str(value)[:60]!r}")
         return None
