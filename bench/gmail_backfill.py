@@ -44,7 +44,7 @@ if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == BENCH_DIR:
 elif str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.ingest import _load, _machine, _peak_rss_mb, child_environment, run_child_process  # noqa: E402
+from bench.ingest import _load, _machine, _peak_rss_mb, child_environment, run_child_process
 
 PG_BENCH_DB = "crmext_bench_gmail"
 EMAIL = "bench@example.com"
@@ -114,8 +114,8 @@ def start_fake(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     # Its handler writes a response's headers and body in two sends without TCP_NODELAY, so
     # Nagle's algorithm held every body until the client's delayed ACK: 40+ ms per request, more
     # than everything else together. Google's servers do not; the fake is started without it.
-    command = [sys.executable, "-c", "import sys, tests.fakes.gmail as fake; fake._Handler.disable_nagle_algorithm = True;"
-               " fake.main(sys.argv[1:])", "--email", EMAIL, "--synthetic", str(args.n)]
+    serve = "import sys, tests.fakes.gmail as fake; fake._Handler.disable_nagle_algorithm = True; fake.main(sys.argv[1:])"
+    command = [sys.executable, "-c", serve, "--email", EMAIL, "--synthetic", str(args.n)]
     if args.big:
         command += ["--big-every", "100", "--big-bytes", str(20_000_000)]
     fake = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)

@@ -27,12 +27,10 @@ import email.utils
 import json
 import logging
 import random
-import re
 import threading
 import time
 import urllib.parse
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,14 +38,14 @@ import google.auth.exceptions
 import google_auth_httplib2
 import httplib2
 from django.conf import settings
-from googleapiclient import _auth
 from googleapiclient.discovery import build
 from googleapiclient.errors import BatchError, HttpError
-from googleapiclient.http import BatchHttpRequest, HttpRequest
+from googleapiclient.http import HttpRequest
 from googleapiclient.model import JsonModel
 
-from integrations.providers.base import AuthError, PermanentError, ProviderError, RateLimited, TransientError
+from integrations.providers.base import AuthError, PermanentError, RateLimited, TransientError
 from integrations.providers.gmail import credentials as gmail_credentials
+from integrations.providers.gmail.batch import GmailBatch
 
 if TYPE_CHECKING:
     from integrations.models import ProviderAccount
@@ -263,7 +261,7 @@ class GmailClient:
     def _fresh(self, *, force: bool = False) -> None:
         """Keeps the token valid for REFRESH_MARGIN, so google-auth never refreshes on its own
         (outside the lock, unpersisted); with ``force``, replaces a token the API rejected."""
-        if self._credentials is not None and not force and not gmail_credentials._expiring(self.account.credentials):
+        if self._credentials is not None and not force and not gmail_credentials.expiring(self.account.credentials):
             return
         fresh = gmail_credentials.fresh_credentials(self.account, force=force)
         if self._credentials is None or type(fresh) is not type(self._credentials):
@@ -402,7 +400,8 @@ class GmailClient:
             attempt += 1
             failed: dict[str, Failure] = {}
 
-            def collect(request_id: str, response: Any, exception: Exception | None) -> None:
+            def collect(request_id: str, response: Any, exception: Exception | None,
+                        failed: dict[str, Failure] = failed) -> None:
                 message_id = request_id
                 if exception is None:
                     fetched.messages[message_id] = response
@@ -419,7 +418,7 @@ class GmailClient:
                     fetched.skipped[message_id] = f"Gmail refused to return it ({failure.describe()})"
 
             self._fresh()
-            batch = _Batch(refresh=self._refresh_for_batch, callback=collect,
+            batch = GmailBatch(refresh=self._refresh_for_batch, callback=collect,
                            batch_uri=f"{self.endpoint}/batch/gmail/v1")
             for message_id in pending:
                 batch.add(self._get_request(message_id, fmt, params), request_id=message_id)
@@ -449,112 +448,3 @@ class GmailClient:
 
     def _refresh_for_batch(self) -> None:
         self._fresh(force=True)
-
-
-class _Batch(BatchHttpRequest):
-    """The library's batch with two parts replaced (its orchestration, 401 redo, callbacks and
-    JSON post-processing are kept):
-
-    - 401 parts are resent after a refresh through fresh_credentials (under the account's lock,
-      persisted) instead of the library's in-place refresh;
-    - the wire format is written and read directly (``_execute``): the library builds and parses
-      it with the email package, header folding and all, which cost 1 ms per part (more than
-      parsing the messages) and held a batch's answer six times over. Here the answer is split
-      by index, each part's body copied once.
-    """
-
-    def __init__(self, *, refresh: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._refresh = refresh
-        self.redone = False
-        self.refresh_error: ProviderError | None = None
-
-    def _refresh_and_apply_credentials(self, request: HttpRequest, http: Any) -> None:
-        if not self.redone:
-            self.redone = True
-            try:
-                self._refresh()
-            except ProviderError as error:
-                # The library resends the parts anyway (they come back 401 again); the caller
-                # raises this error once the batch returns.
-                self.refresh_error = error
-        # The parts' transport holds the shared credentials object, refreshed in place: the
-        # resent parts are serialised with the new token.
-
-    def _execute(self, http: Any, order: list[str], requests: dict[str, HttpRequest]) -> None:
-        boundary = f"batch_{uuid.uuid4().hex}"
-        body = "".join(
-            f"--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-            f"Content-ID: {self._id_to_header(request_id)}\r\n\r\n{_serialize(requests[request_id])}\r\n"
-            for request_id in order
-        ) + f"--{boundary}--\r\n"
-        resp, content = http.request(self._batch_uri, method="POST", body=body,
-                                     headers={"content-type": f'multipart/mixed; boundary="{boundary}"'})
-        if resp.status >= 300:
-            raise HttpError(resp, content, uri=self._batch_uri)
-        for content_id, part_resp, part_content in _split_batch(resp.get("content-type", ""), content):
-            self._responses[self._header_to_id(content_id)] = (part_resp, part_content)
-        missing = [request_id for request_id in order if request_id not in self._responses]
-        if missing:
-            raise BatchError(f"The batch answer lacks {len(missing)} of its {len(order)} parts", resp=resp)
-
-
-def _serialize(request: HttpRequest) -> str:
-    """One request of a batch in application/http form (request line, headers, body)."""
-    parsed = urllib.parse.urlsplit(request.uri)
-    target = parsed.path + (f"?{parsed.query}" if parsed.query else "")
-    headers = dict(request.headers)
-    credentials = _auth.get_credentials_from_http(request.http) if request.http is not None else None
-    if credentials is not None:
-        _auth.apply_credentials(credentials, headers)
-    lines = [f"{request.method} {target} HTTP/1.1", f"Host: {parsed.netloc}"]
-    lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() not in ("host", "content-length")]
-    if request.body is not None:
-        body = request.body.decode() if isinstance(request.body, bytes) else request.body
-        return "\r\n".join([*lines, f"Content-Length: {len(body.encode())}", "", body])
-    return "\r\n".join([*lines, "", ""])
-
-
-def _split_batch(content_type: str, content: bytes) -> Iterator[tuple[str, httplib2.Response, bytes]]:
-    """(Content-ID, response, body) of each part of a multipart/mixed batch answer."""
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
-    if match is None:
-        raise BatchError("The batch answer is not multipart/mixed")
-    delimiter = b"--" + match.group(1).encode()
-    position = content.find(delimiter)
-    while position >= 0:
-        start = position + len(delimiter)
-        if content.startswith(b"--", start):
-            return
-        end = content.find(delimiter, start)
-        if end < 0:
-            raise BatchError("The batch answer is cut short")
-        outer_end, outer = _headers_at(content, start, end)
-        status_end = content.find(b"\n", outer_end, end)
-        status_line = content[outer_end:status_end].decode("latin-1").strip()
-        inner_end, inner = _headers_at(content, status_end + 1, end)
-        _version, status, reason = (status_line.split(" ", 2) + ["", ""])[:3]
-        response = httplib2.Response({**inner, "status": status})
-        response.reason = reason
-        body_end = end - 2 if content[end - 2:end] == b"\r\n" else end - 1 if content[end - 1:end] == b"\n" else end
-        yield outer.get("content-id", ""), response, content[inner_end:body_end]
-        position = end
-
-
-def _headers_at(content: bytes, start: int, limit: int) -> tuple[int, dict[str, str]]:
-    """The header block starting at ``start`` (leading blank lines skipped): where its body
-    starts, and its headers, names lower-cased."""
-    while content.startswith(b"\r\n", start) or content.startswith(b"\n", start):
-        start += 2 if content.startswith(b"\r\n", start) else 1
-    headers: dict[str, str] = {}
-    while start < limit:
-        line_end = content.find(b"\n", start, limit)
-        if line_end < 0:
-            line_end = limit
-        line = content[start:line_end].rstrip(b"\r")
-        start = line_end + 1
-        if not line:
-            break
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return start, headers

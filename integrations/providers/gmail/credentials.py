@@ -59,12 +59,12 @@ def fresh_credentials(account: ProviderAccount, *, force: bool = False) -> googl
     reached or answers with a retryable error, PermanentError for unusable stored credentials.
     """
     stored = account.credentials or {}
-    if not force and not _expiring(stored):
+    if not force and not expiring(stored):
         return build_credentials(stored)
     if account.pk is None:  # being connected, not saved yet: nothing to lock or persist
         account.credentials = _refreshed(stored)
         return build_credentials(account.credentials)
-    from integrations.models import ProviderAccount  # noqa: PLC0415  the models import the provider registry
+    from integrations.models import ProviderAccount
 
     with transaction.atomic():
         locked = ProviderAccount.objects.select_for_update().get(pk=account.pk)
@@ -72,7 +72,7 @@ def fresh_credentials(account: ProviderAccount, *, force: bool = False) -> googl
         # Someone refreshed while we waited for the lock (or before we asked): their token is
         # good unless it is the very one that was just rejected or it expires soon too.
         changed = current.get("access_token") != stored.get("access_token")
-        if (changed or not force) and current.get("access_token") and not _expiring(current):
+        if (changed or not force) and current.get("access_token") and not expiring(current):
             account.credentials = current
             return build_credentials(current)
         refreshed = _refreshed(current)
@@ -159,8 +159,8 @@ def _error_code(error: google.auth.exceptions.RefreshError) -> str:
     return text.split(":", 1)[0].strip() or "unknown error"
 
 
-def _expiring(stored: dict[str, Any]) -> bool:
-    """True without an access token, without a known expiry, or when it ends within REFRESH_MARGIN."""
+def expiring(stored: dict[str, Any]) -> bool:
+    """Whether stored credentials need a refresh before use: true without an access token, without a known expiry, or when it ends within REFRESH_MARGIN."""
     if not stored.get("access_token"):
         return True
     expiry = _naive_utc(stored.get("expiry"))
@@ -172,7 +172,7 @@ def _naive_utc(value: object) -> dt.datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
     if parsed.tzinfo is not None:
