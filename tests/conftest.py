@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 
 from integrations.models import ProviderAccount
 
-pytest_plugins = ["tests.fixtures_dovecot", "tests.fixtures_gmail", "tests.fixtures_outlook"]
+pytest_plugins = ["tests.fixtures_dovecot", "tests.fixtures_gmail", "tests.fixtures_outlook", "tests.fixtures_twilio"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -23,9 +23,13 @@ from integrations.tasks import enqueue_due_syncs, request_sync
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(params=["imap", "mbox", "gmail", "outlook"])
+@pytest.fixture(params=["imap", "mbox", "gmail", "outlook", "twilio"])
 def harness(request, user, tmp_path, monkeypatch):
     monkeypatch.setattr(provider_class(request.param), "page_size", 4)
+    if request.param == "twilio":
+        from tests.providers.twilio_harness import TwilioHarness
+
+        return TwilioHarness(request.getfixturevalue("twilio_fake"), user)
     if request.param == "outlook":
         from tests.providers.outlook_harness import OutlookHarness
 
