@@ -179,7 +179,8 @@ def test_the_schema_describes_each_credentials_providers_request(api):
     components = schema["components"]["schemas"]
     assert components["ConnectorCreate"]["discriminator"]["mapping"] == {
         "imap": "#/components/schemas/ImapConnectorCreate", "gmail": "#/components/schemas/GmailConnectorAuthorize",
-        "outlook": "#/components/schemas/OutlookConnectorAuthorize"}
+        "outlook": "#/components/schemas/OutlookConnectorAuthorize",
+        "twilio": "#/components/schemas/TwilioConnectorCreate"}
     assert set(components["GmailConnectorAuthorize"]["properties"]) == {"provider"}  # an OAuth one: nothing else
     imap = components["ImapConnectorCreate"]["properties"]
     assert imap["credentials"]["allOf"][0]["$ref"] == "#/components/schemas/ImapCredentials"
