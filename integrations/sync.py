@@ -374,6 +374,8 @@ class _Sync:
                 if batch.next_page_token is None:
                     return
                 page_token = batch.next_page_token
+                # Stored: not kept while the next page is awaited (it may hold a big message).
+                del batch
 
     def _delta(self) -> None:
         assert self.provider is not None and self.run_row is not None
