@@ -14,6 +14,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from integrations.fields import EncryptedJSONField
+
 
 class Priority(models.TextChoices):
     LOW = "low", "Low"
@@ -136,6 +138,8 @@ class Task(models.Model):
                                       on_delete=models.SET_NULL, related_name="tasks")
     suggestion = models.OneToOneField(Suggestion, null=True, blank=True, on_delete=models.SET_NULL,
                                       related_name="task")
+    trigger = models.ForeignKey("automation.Trigger", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="tasks", help_text="The trigger that made it, if one did.")
     write_back = models.CharField(max_length=11, choices=WriteBack.choices, default=WriteBack.NONE, blank=True)
     write_back_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -144,6 +148,114 @@ class Task(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["owner", "status", "-id"], name="task_owner_status_idx")]
+        constraints = [models.UniqueConstraint(fields=["trigger", "communication"], name="task_once_per_trigger",
+                                               condition=models.Q(trigger__isnull=False))]
 
     def __str__(self) -> str:
         return f"Task #{self.pk}"
+
+
+# ------------------------------------------------------------------------------------ triggers
+
+class Trigger(models.Model):
+    """A rule that fires on new communications: a signed webhook, or a task from a template.
+
+    ``connector`` empty means any of the owner's own connectors. A connector of a teammate
+    (shared at some level) may be named; what the trigger sees and sends is then limited to
+    that connector's sharing level (automation.triggers.matching). ``conditions`` is a dict
+    validated by automation.triggers.conditions (all optional, ANDed); ``task_template`` one
+    validated by the API (title, description, priority, due_in_days).
+    """
+
+    class Type(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        SMS = "sms", "SMS / MMS"
+        ANY = "any", "Any channel"
+
+    class Action(models.TextChoices):
+        WEBHOOK = "webhook", "Signed webhook"
+        TASK = "task", "Create a task"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="triggers")
+    name = models.CharField(max_length=200)
+    connector = models.ForeignKey("integrations.ProviderAccount", null=True, blank=True, on_delete=models.CASCADE,
+                                  related_name="triggers", help_text="Empty: any of the owner's connectors.")
+    enabled = models.BooleanField(default=True)
+    type = models.CharField(max_length=5, choices=Type.choices, default=Type.ANY)
+    conditions = models.JSONField(default=dict, blank=True)
+    action = models.CharField(max_length=7, choices=Action.choices, default=Action.WEBHOOK)
+    url = models.URLField(max_length=2000, blank=True)
+    # {"secret": "..."}, one Fernet token; only ``secret_hint`` is ever shown.
+    signing = EncryptedJSONField(blank=True, default=dict, editable=False)
+    secret_hint = models.CharField(max_length=16, blank=True, editable=False)
+    task_template = models.JSONField(default=dict, blank=True)
+    include_backfill = models.BooleanField(
+        default=False, help_text="Also fire on messages a first sync, resync or historical sync brings in.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["connector", "enabled"], name="trigger_connector_idx"),
+                   models.Index(fields=["owner", "enabled"], name="trigger_owner_idx")]
+
+    def __str__(self) -> str:
+        return self.name or f"Trigger #{self.pk}"
+
+    @property
+    def secret(self) -> str:
+        return str((self.signing or {}).get("secret", ""))
+
+    def set_secret(self, secret: str) -> None:
+        self.signing = {"secret": secret}
+        self.secret_hint = f"…{secret[-4:]}" if len(secret) >= 12 else "…"
+
+
+class WebhookDelivery(models.Model):
+    """One firing of a webhook trigger for one communication (or a test), with every attempt.
+
+    Unique per (trigger, communication): a message synced again, or a retry racing a
+    redelivery, never fires twice. ``status``, ``response_code``, ``duration_ms`` and
+    ``error`` describe the latest attempt; ``attempt_log`` keeps each one.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        RETRYING = "retrying", "Waiting to retry"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    FINAL = (Status.SUCCEEDED, Status.FAILED)
+
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="deliveries")
+    communication = models.ForeignKey("conversations.Communication", null=True, blank=True,
+                                      on_delete=models.SET_NULL, related_name="webhook_deliveries")
+    event = models.CharField(max_length=40, default="communication.created")
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts in the current round (a redelivery "
+                                                                "starts a new one).")
+    attempt_log = models.JSONField(default=list, blank=True)
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [models.UniqueConstraint(fields=["trigger", "communication"],
+                                               name="webhookdelivery_once_per_message")]
+        indexes = [models.Index(fields=["trigger", "-id"], name="webhookdelivery_trigger_idx"),
+                   models.Index(fields=["status"], name="webhookdelivery_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Delivery #{self.pk}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL

@@ -25,3 +25,18 @@ def write_back_task(task_id: int) -> str:
     if task is None:
         return "task gone"
     return write_back(task)
+
+
+def fire_triggers(account_id: int, communication_ids: list[int], origin: str) -> str:
+    """Evaluates triggers on a committed batch's new communications (queued by automation.receivers)."""
+    from automation.triggers import services as triggers
+
+    outcome = triggers.fire(account_id, communication_ids, origin)
+    return f"{outcome.matched} matched: {len(outcome.deliveries)} webhook(s) queued, {outcome.tasks} task(s) made"
+
+
+def deliver_webhook(delivery_id: int) -> str:
+    """One attempt of a webhook delivery (queued at firing, by a retry's schedule, a redelivery)."""
+    from automation.triggers import services as triggers
+
+    return triggers.deliver(delivery_id)

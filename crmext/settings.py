@@ -370,3 +370,20 @@ TWILIO_INITIAL_DAYS = env.int("TWILIO_INITIAL_DAYS", default=90, minimum=1)
 # Each Twilio poll asks again for messages sent this many minutes before its cursor: late
 # arrivals land there, and idempotency on the message SID makes the re-read free.
 TWILIO_OVERLAP_MINUTES = env.int("TWILIO_OVERLAP_MINUTES", default=10, minimum=0)
+
+# --- Triggers: signed outbound webhooks (automation.triggers) ------------------------------
+# Let webhooks reach loopback, private and link-local addresses (a receiver on this host or
+# LAN; the tests' loopback receiver). Off in production: a trigger must not become a way to
+# probe the internal network. Cloud metadata, multicast and unspecified stay refused anyway.
+TRIGGERS_ALLOW_PRIVATE_TARGETS = env.bool("TRIGGERS_ALLOW_PRIVATE_TARGETS", default=False)
+# Attempts per delivery (network errors, 5xx and 429 are retried; other 4xx are final).
+TRIGGERS_MAX_ATTEMPTS = env.int("TRIGGERS_MAX_ATTEMPTS", default=6, minimum=1)
+# Exponential backoff: the first retry after about this many seconds, doubling, capped.
+TRIGGERS_RETRY_BASE_SECONDS = env.float("TRIGGERS_RETRY_BASE_SECONDS", default=30.0, minimum=0.0)
+TRIGGERS_RETRY_MAX_SECONDS = env.float("TRIGGERS_RETRY_MAX_SECONDS", default=3600.0, minimum=0.0)
+# Connect and read timeout of one webhook call (seconds): short, a slow receiver is retried later.
+TRIGGERS_TIMEOUT_SECONDS = env.float("TRIGGERS_TIMEOUT_SECONDS", default=5.0, minimum=0.1)
+# At most this many bytes of a receiver's response are read.
+TRIGGERS_RESPONSE_MAX_BYTES = env.int("TRIGGERS_RESPONSE_MAX_BYTES", default=16384, minimum=0)
+# Characters of a failed call's response body kept in the delivery's error.
+TRIGGERS_ERROR_BODY_CHARS = env.int("TRIGGERS_ERROR_BODY_CHARS", default=1000, minimum=0)

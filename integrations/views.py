@@ -21,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from integrations.accounts import disconnect_account, update_account
+from integrations.card_extras import attach_card_extras
 from integrations.api.serializers import current_run
 from integrations.forms import (
     ConnectForm,
@@ -90,6 +91,7 @@ def _back(request: HttpRequest, default: str) -> HttpResponse:
 @login_required
 def connections(request: HttpRequest) -> HttpResponse:
     accounts = [_describe(account) for account in _accounts(request)]
+    attach_card_extras(request, accounts)
     options = []
     for key, (label, _path) in PROVIDERS.items():
         method = _method(key)
