@@ -1,0 +1,428 @@
+#!/usr/bin/env python
+"""Twilio benchmark: a polling backfill against the fake Twilio, and the inbound-SMS webhook under load.
+
+    .venv/bin/python bench/twilio_backfill.py [--n 50000] [--database postgres|sqlite]
+        [--senders 50] [--seconds 10] [--paced 0] [--mms-every 100] [--skip-webhook]
+
+Processes (each measured thing runs alone in its own process):
+
+- the fake Twilio, standalone (``python -m tests.fakes.twilio_standalone --synthetic N``): one
+  incoming number, N messages over the last 89 days, two thirds inbound, one third outbound,
+  2,000 counterparties, every 100th an MMS with a small image (two more round trips each:
+  its media list and its bytes). Its memory and CPU are not the syncing process's;
+- ``manage.py migrate`` on the throwaway database (SQLite in a temp file, or PostgreSQL
+  ``crmext_bench_twilio``, dropped before and after; admin URL from $BENCH_PG_URL as for
+  bench/ingest.py);
+- the syncing child: creates the account (auth token credentials, as connected), then one
+  sync_account(account.pk), end to end (the real twilio client paging the fake's Messages
+  API, media downloads, phone normalisation, contacts, conversations, store); messages/s,
+  HTTP round trips, CPU, and its peak RSS (ru_maxrss): the syncing process alone; then one
+  no-change delta (the overlap window re-read);
+- the web server: the Django WSGI app under a threading wsgiref server (one thread per
+  connection, as ``runserver`` does; gunicorn is not installed), settings.DEBUG off,
+  APP_PUBLIC_URL set to its own address; on the database the backfill filled;
+- the senders (this process): ``--senders`` threads POST validly signed (RequestValidator)
+  inbound messages with unique SIDs to /webhooks/twilio/sms for ``--seconds``. By default each
+  sender posts again as soon as it is answered (closed loop: the server saturated, latency =
+  senders / throughput); with ``--paced R`` the senders together post R requests/s at
+  fixed intervals (open loop), the latency a webhook sees at that arrival rate. Latency is
+  measured from connect to the last byte, on a fresh connection per request (wsgiref speaks
+  HTTP/1.0). Every answer must be 200 with ``<Response/>``; the communications created are
+  counted afterwards.
+
+It prints figures, with the load average and CPU pressure of the shared machine, and asserts
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == BENCH_DIR:
+    sys.path[0] = str(REPO_ROOT)  # run as a script: import from the repo root, not bench/
+elif str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.ingest import _backend_pid, _load, _machine, _peak_rss_mb, _pg_admin, _process_cpu, child_environment
+
+PG_BENCH_DB = "crmext_bench_twilio"
+WEBHOOK_PATH = "/webhooks/twilio/sms"
+TARGET_RATE = 2000  # messages/s
+TARGET_RSS_MB = 300
+TARGET_P95_MS = 50
+
+
+# ============================================================================ syncing child
+
+
+def run_child(args: argparse.Namespace) -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crmext.settings")
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    from integrations.models import ProviderAccount, SyncRun
+    from integrations.sync import sync_account
+
+    settings.DEBUG = False
+    fake = json.loads(args.fake)
+    for name, value in fake["settings"].items():
+        setattr(settings, name, value)
+    if args.page_size:
+        from integrations.providers.twilio.provider import TwilioProvider
+
+        TwilioProvider.page_size = args.page_size  # an experiment, reported as such
+    rss_before = _peak_rss_mb()
+    owner = get_user_model().objects.create_user("bench", email="owner@example.org", password="pw-bench-123")
+    number = fake["number"]
+    account = ProviderAccount.objects.create(
+        owner=owner, provider="twilio", display_name="Bench Twilio", external_address=number,
+        config={"account_sid": fake["account_sid"], "numbers": [number], "aliases": [number]},
+        credentials={"auth_token": fake["auth_token"]},
+    )
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    backend = _backend_pid()  # sync_account stores through this process's one connection
+    load_before = _load()
+    backend_before = _process_cpu(backend)
+    cpu_before = time.process_time()
+    started = time.perf_counter()
+    outcome = sync_account(account.pk)
+    backfill_s = time.perf_counter() - started
+    backfill_cpu = time.process_time() - cpu_before
+    # None when the backend changed: django_q's ORM broker (automation's announce receiver)
+    # runs close_old_connections() after each batch's commit, so with CONN_MAX_AGE 0 the
+    # connection is reopened per batch and no single backend's CPU covers the backfill.
+    backend_cpu = _process_cpu(backend) - backend_before if backend and backend == _backend_pid() else None
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+    load_after = _load()
+    run = SyncRun.objects.filter(account=account).latest("pk")
+    started = time.perf_counter()
+    delta = sync_account(account.pk)
+    delta_s = time.perf_counter() - started
+    delta_run = SyncRun.objects.filter(account=account).latest("pk")
+    result = {
+        "outcome": outcome.status, "message": outcome.message, "backfill_s": backfill_s, "created": run.created,
+        "fetched": run.fetched, "failed": run.failed, "api_calls": run.api_calls, "backfill_cpu_s": backfill_cpu,
+        "backend_cpu_s": backend_cpu, "delta_outcome": delta.status, "delta_s": delta_s, "delta_calls": delta_run.api_calls,
+        "delta_created": delta_run.created, "rss_before_mb": rss_before, "peak_rss_mb": _peak_rss_mb(),
+        "load_before": load_before, "load_after": load_after, "account_id": account.pk,
+    }
+    Path(args.result).write_text(json.dumps(result))
+
+
+# ============================================================================ web server child
+
+
+def run_server(args: argparse.Namespace) -> None:
+    """The Django app under a threading WSGI server; prints {"url"} once listening."""
+    import socketserver
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crmext.settings")
+    django.setup()
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+
+    settings.DEBUG = False
+
+    class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        request_queue_size = 256
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, get_wsgi_application(), server_class=ThreadingWSGIServer,
+                         handler_class=QuietHandler)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    settings.APP_PUBLIC_URL = url  # the URL the senders sign, as Twilio would
+    print(json.dumps({"url": url, "pid": os.getpid()}), flush=True)
+    server.serve_forever(poll_interval=0.1)
+
+
+# ============================================================================ parent
+
+
+def _start_line(command: list[str], env: dict[str, str] | None, what: str) -> tuple[subprocess.Popen, dict]:
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, env=env)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.kill()
+        raise SystemExit(f"{what} did not start")
+    return process, json.loads(line)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (its threads included), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def senders(url: str, fake: dict, args: argparse.Namespace, run: int = 1) -> dict:
+    """``args.senders`` threads posting signed inbound messages for ``args.seconds``."""
+    from twilio.request_validator import RequestValidator
+
+    validator = RequestValidator(fake["auth_token"])
+    target = urllib.parse.urlsplit(url)
+    signed_url = f"{url}{WEBHOOK_PATH}"
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(args.senders + 1)
+    deadline = [0.0]
+    interval = args.senders / args.paced if args.paced else 0.0
+
+    def sender(index: int) -> None:
+        mine: list[float] = []
+        failures: list[str] = []
+        start.wait()
+        next_at = time.perf_counter() + (interval * index / args.senders if interval else 0.0)
+        sequence = 0
+        while True:
+            if interval:
+                pause = next_at - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                next_at += interval
+            if time.perf_counter() >= deadline[0]:
+                break
+            sequence += 1
+            sid = f"SM{run:02x}{index:06x}{sequence:024x}"  # unique per run, sender and post
+            params = {
+                "ToCountry": "US", "ToState": "CA", "SmsMessageSid": sid, "NumMedia": "0", "SmsSid": sid,
+                "SmsStatus": "received", "Body": f"Webhook bench {index}/{sequence}: can we move our call?",
+                "FromCountry": "US", "To": fake["number"], "NumSegments": "1", "MessageSid": sid,
+                "AccountSid": fake["account_sid"], "From": f"+1628{300 + index:03d}{sequence % 10000:04d}",
+                "ApiVersion": "2010-04-01",
+            }
+            body = urllib.parse.urlencode(params)
+            headers = {"Content-Type": "application/x-www-form-urlencoded",
+                       "X-Twilio-Signature": validator.compute_signature(signed_url, params),
+                       "User-Agent": "TwilioProxy/1.1"}
+            began = time.perf_counter()
+            try:
+                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                connection.request("POST", WEBHOOK_PATH, body=body, headers=headers)
+                response = connection.getresponse()
+                answer = response.read()
+                connection.close()
+                elapsed = time.perf_counter() - began
+                if response.status != 200 or b"<Response/>" not in answer:
+                    failures.append(f"{response.status} {answer[:100]!r}")
+                else:
+                    mine.append(elapsed)
+            except OSError as error:
+                failures.append(f"{type(error).__name__}: {error}")
+        with lock:
+            latencies.extend(mine)
+            errors.extend(failures)
+
+    threads = [threading.Thread(target=sender, args=(i,), daemon=True) for i in range(args.senders)]
+    for thread in threads:
+        thread.start()
+    began = time.perf_counter()
+    deadline[0] = began + args.seconds
+    start.wait()
+    load_before = _load()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    return {"latencies": latencies, "errors": errors, "wall_s": wall, "load_before": load_before,
+            "load_after": _load()}
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def _count_webhook_rows(env: dict[str, str], account_id: int) -> int | None:
+    code = ("import os, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'crmext.settings'); django.setup(); "
+            "from conversations.models import Communication; "
+            f"print(Communication.objects.filter(account_id={account_id}, provider_message_id__startswith='SM')"
+            ".filter(body_text__startswith='Webhook bench').count())")
+    completed = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                               check=False)
+    try:
+        return int(completed.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        print(completed.stderr[-2000:], file=sys.stderr)
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--database", default="postgres")
+    parser.add_argument("--mms-every", type=int, default=100)
+    parser.add_argument("--senders", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--paced", type=float, default=0.0,
+                        help="total requests/s of the senders, evenly spaced (0: closed loop)")
+    parser.add_argument("--skip-webhook", action="store_true")
+    parser.add_argument("--page-size", type=int, default=0,
+                        help="EXPERIMENT: TwilioProvider.page_size for the backfill (default: the provider's)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the backfill (to stderr; rates inflated)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--fake", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(args)
+        return
+    if args.serve:
+        run_server(args)
+        return
+    started = time.perf_counter()
+    fake_process, fake = _start_line(
+        [sys.executable, "-m", "tests.fakes.twilio_standalone", "--synthetic", str(args.n),
+         "--mms-every", str(args.mms_every)], None, "the fake Twilio")
+    print(f"fake Twilio: {fake['messages']:,} synthetic messages ready in {time.perf_counter() - started:.1f} s "
+          f"(pid {fake_process.pid}, not measured)", flush=True)
+    result: dict | None = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="twilio-bench-") as workdir:
+            env = child_environment(args.database, Path(workdir), PG_BENCH_DB)
+            try:
+                # Migrated by another process: its memory must not count in the syncing process's peak.
+                subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], env=env, cwd=REPO_ROOT,
+                               check=True)
+                result_path = Path(workdir) / "result.json"
+                command = [sys.executable, str(Path(__file__).resolve()), "--child", "--fake", json.dumps(fake),
+                           "--result", str(result_path), "--page-size", str(args.page_size)]
+                command += ["--profile"] if args.profile else []
+                fake_cpu = _cpu_seconds(fake_process.pid)
+                completed = subprocess.run(command, env=env, cwd=REPO_ROOT, check=False)
+                if completed.returncode != 0 or not result_path.exists():
+                    raise SystemExit(f"the syncing child failed (exit {completed.returncode})")
+                result = json.loads(result_path.read_text())
+                result["fake_cpu_s"] = _cpu_seconds(fake_process.pid) - fake_cpu
+                report_backfill(args, fake, result)
+                if not args.skip_webhook:
+                    run_webhook(args, env, fake, result["account_id"])
+            finally:
+                if args.database != "sqlite":
+                    try:
+                        _pg_admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
+                    except Exception as error:  # noqa: BLE001 - report, do not hide the benchmark's own error
+                        print(f"warning: could not drop {PG_BENCH_DB}: {error}", file=sys.stderr)
+    finally:
+        fake_process.terminate()
+        fake_process.wait(timeout=30)
+
+
+def run_webhook(args: argparse.Namespace, env: dict[str, str], fake: dict, account_id: int) -> dict:
+    server, info = _start_line([sys.executable, str(Path(__file__).resolve()), "--serve"], env, "the web server")
+    try:
+        # One warm-up request per sender slot: imports, URL resolver, first connections.
+        warm = argparse.Namespace(**{**vars(args), "seconds": 1.0, "paced": 0.0, "senders": 4})
+        senders(info["url"], fake, warm, run=0)
+        cpu_before = _cpu_seconds(server.pid)
+        web = senders(info["url"], fake, args, run=1)
+        web["server_cpu_s"] = _cpu_seconds(server.pid) - cpu_before
+        web["server_rss_mb"] = _rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    web["stored"] = _count_webhook_rows(env, account_id)
+    report_webhook(args, web)
+    return web
+
+
+def _verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def report_backfill(args: argparse.Namespace, fake: dict, result: dict) -> None:
+    rate = result["created"] / result["backfill_s"] if result["backfill_s"] else 0.0
+    print()
+    for line in _machine():
+        print(line)
+    print(f"database: {args.database}")
+    print(f"load    : before {result['load_before']}; after {result['load_after']}")
+    if args.page_size:
+        print(f"EXPERIMENT: TwilioProvider.page_size = {args.page_size} (not the provider's own)")
+    print(f"backfill: {result['outcome']} - {result['message']}"
+          + ("  [PROFILED: rates deflated by cProfile]" if args.profile else ""))
+    print(f"  {result['created']:,} created ({result['fetched']:,} fetched, {result['failed']} failed) of "
+          f"{fake['messages']:,} in {result['backfill_s']:.1f} s = {rate:,.0f} messages/s "
+          f"(target >= {TARGET_RATE}: {_verdict(rate >= TARGET_RATE)})")
+    print(f"  CPU: syncing process {result['backfill_cpu_s']:.1f} s, fake Twilio {result.get('fake_cpu_s', 0):.1f} s, "
+          f"PostgreSQL backend {'- (reconnected per batch)' if result.get('backend_cpu_s') is None else format(result['backend_cpu_s'], '.1f')} s "
+          f"(same {len(os.sched_getaffinity(0))} cores, shared with PostgreSQL and other jobs; "
+          f"the fake's CPU includes the delta)")
+    print(f"  {result['api_calls']:,} HTTP round trips ({result['api_calls'] / max(1, result['fetched']):.4f} "
+          f"per message; MMS every {args.mms_every}: media list + bytes each)")
+    print(f"  peak RSS {result['peak_rss_mb']:.0f} MB (after Django start: {result['rss_before_mb']:.0f} MB; "
+          f"target < {TARGET_RSS_MB}: {_verdict(result['peak_rss_mb'] < TARGET_RSS_MB)})")
+    print(f"no-change delta: {result['delta_outcome']}, {result['delta_s'] * 1000:.0f} ms, "
+          f"{result['delta_calls']} round trip(s), {result['delta_created']} created")
+    sys.stdout.flush()
+
+
+def report_webhook(args: argparse.Namespace, web: dict) -> None:
+    latencies = web["latencies"]
+    p50, p95 = _quantile(latencies, 0.50) * 1000, _quantile(latencies, 0.95) * 1000
+    peak = max(latencies, default=0.0) * 1000
+    mode = (f"paced at {args.paced:g} requests/s in all (open loop)" if args.paced
+            else "closed loop: each posts again once answered")
+    print(f"webhook : POST {WEBHOOK_PATH}, {args.senders} concurrent senders, {mode}, {web['wall_s']:.1f} s, "
+          "threading wsgiref server (a thread and a database connection per request), DEBUG off")
+    print(f"  load: before {web['load_before']}; after {web['load_after']}")
+    print(f"  {len(latencies):,} answered 200 <Response/> = {len(latencies) / web['wall_s']:,.0f} requests/s; "
+          f"{len(web['errors'])} errors{(' e.g. ' + web['errors'][0]) if web['errors'] else ''}; "
+          f"{web['stored'] if web['stored'] is not None else '?'} stored (warm-up included)")
+    print(f"  latency p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {peak:.1f} ms "
+          f"(target p95 < {TARGET_P95_MS} ms: {_verdict(p95 < TARGET_P95_MS)})")
+    if latencies:
+        print(f"  mean {statistics.mean(latencies) * 1000:.1f} ms; server CPU {web['server_cpu_s']:.1f} s "
+              f"= {web['server_cpu_s'] / max(1, len(latencies)) * 1000:.1f} ms per request; "
+              f"server peak RSS {web['server_rss_mb']:.0f} MB")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
