@@ -250,7 +250,9 @@ class GmailClient:
         self._service: Any = None
         self._http: Any = None
         self._users: Any = None
-        self._bucket = quota_bucket(account.pk if account.pk is not None else id(account))
+        # An account being connected (not saved yet) makes a call or two: a bucket of its own.
+        self._bucket = quota_bucket(account.pk) if account.pk is not None else QuotaBucket(
+            settings.GMAIL_QUOTA_UNITS_PER_SECOND)
 
     # --- plumbing
 
