@@ -82,6 +82,10 @@ class TaskTemplateSerializer(StrictSerializer):
     priority = serializers.ChoiceField(choices=Priority.choices, required=False)
     due_in_days = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=365)
 
+    def to_representation(self, instance: Any) -> dict[str, Any] | None:
+        # Stored as a plain dict, empty for webhook triggers: shown as null then.
+        return {name: instance[name] for name in self.fields if name in instance} if instance else None
+
 
 @extend_schema_field({"type": "string", "enum": ["email", "sms", "any"]})
 class TypeField(serializers.CharField):
@@ -93,7 +97,7 @@ class TypeField(serializers.CharField):
 
 
 class TriggerSerializer(StrictSerializer, serializers.ModelSerializer):
-    connector = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+    connector = serializers.IntegerField(required=False, allow_null=True, min_value=1, source="connector_id",
                                          help_text="A connector id; empty: any of your connectors.")
     type = TypeField(required=False, default="any")
     conditions = ConditionsField(required=False)
@@ -111,8 +115,6 @@ class TriggerSerializer(StrictSerializer, serializers.ModelSerializer):
 
     def to_representation(self, instance: Trigger) -> dict[str, Any]:
         data = super().to_representation(instance)
-        data["connector"] = instance.connector_id
-        data["task_template"] = instance.task_template or None
         return data
 
     def validate_connector(self, value: int | None) -> int | None:
@@ -125,14 +127,14 @@ class TriggerSerializer(StrictSerializer, serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         instance: Trigger | None = self.instance
-        current = {"connector": getattr(instance, "connector_id", None), "type": getattr(instance, "type", "any"),
+        current = {"connector_id": getattr(instance, "connector_id", None), "type": getattr(instance, "type", "any"),
                    "conditions": getattr(instance, "conditions", {}) or {},
                    "action": getattr(instance, "action", Trigger.Action.WEBHOOK),
                    "url": getattr(instance, "url", ""), "task_template": getattr(instance, "task_template", {})}
         merged = {**current, **attrs}
         errors: dict[str, list[str]] = {}
-        if merged["connector"] is not None:
-            connector = services.attachable_connectors(self.context["request"].user).get(pk=merged["connector"])
+        if merged["connector_id"] is not None:
+            connector = services.attachable_connectors(self.context["request"].user).get(pk=merged["connector_id"])
             needed = TYPE_CAPABILITY.get(merged["type"])
             try:
                 capabilities = provider_class(connector.provider).capabilities
@@ -165,9 +167,6 @@ class TriggerSerializer(StrictSerializer, serializers.ModelSerializer):
         """Saves, keeping or setting the secret; returns the trigger and the secret when one was generated."""
         data = dict(self.validated_data)
         secret = data.pop("secret", None)
-        connector = data.pop("connector", ...)
-        if connector is not ...:
-            data["connector_id"] = connector
         if "task_template" in data:
             data["task_template"] = data["task_template"] or {}
         trigger = self.instance or Trigger(**extra)

@@ -94,6 +94,7 @@ def second_receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(autouse=True)
 def _trigger_settings(settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # users made fast
     # The receiver is on loopback; retries come at once (the tests run the attempts themselves).
     settings.TRIGGERS_ALLOW_PRIVATE_TARGETS = True
     settings.TRIGGERS_RETRY_BASE_SECONDS = 0
