@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from automation.models import Suggestion, Task
+from automation.models import Suggestion, Task, Trigger, WebhookDelivery
 from contacts.models import Company, Contact
 from conversations.ingest import store_batch
 from conversations.messages import Channel, ParsedAttachment
@@ -103,6 +103,12 @@ def api_data(user, other_user) -> dict[str, Any]:
                                            confidence=0.7, reasoning="Signals: request.", engine="rules",
                                            engine_version="1.0")
     task = Task.objects.create(owner=user, title="Call Erin", communication=communication)
+    trigger = Trigger(owner=user, name="Quotes", connector=imap, type="email", url="https://hooks.example.com/in",
+                      conditions={"subject_contains": "quote"})
+    trigger.set_secret("whsec_stored_secret_0123456789")
+    trigger.save()
+    delivery = WebhookDelivery.objects.create(trigger=trigger, communication=communication, status="failed",
+                                              response_code=500, attempts=1, error="HTTP 500: down")
     # The objects a generated request also asks for, besides random ids (which are mostly 404s).
     known = {
         "/api/v1/connectors/": {"id": imap.pk},
@@ -115,6 +121,8 @@ def api_data(user, other_user) -> dict[str, Any]:
         "/api/v1/companies/": {"id": company.pk},
         "/api/v1/suggestions/": {"id": suggestion.pk},
         "/api/v1/tasks/": {"id": task.pk},
+        "/api/v1/triggers/": {"id": trigger.pk},
+        "/api/v1/deliveries/": {"id": delivery.pk},
     }
     return {"token": Token.objects.create(user=user).key, "known": known}
 
