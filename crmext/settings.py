@@ -137,6 +137,11 @@ TEMPLATES = [
 WSGI_APPLICATION = "crmext.wsgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# Connections are kept between requests and tasks: django-q2's database broker calls
+# close_old_connections() whenever it queues a task, which with a max age of 0 would reconnect
+# after every stored batch (about 10 ms each on PostgreSQL). Health checks drop dead ones.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60, minimum=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while the qcluster worker writes; the timeout
     # rides out the short write locks instead of failing with "database is locked".
