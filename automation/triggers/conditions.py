@@ -139,12 +139,14 @@ def _sender_check(sender: str) -> Check:
 
 @dataclass(slots=True)
 class Matcher:
-    """One trigger, compiled: ``matches(facts)`` runs its checks, cheapest first."""
+    """One trigger, compiled: ``matches(facts)`` runs its checks, cheapest first. ``anchor`` is a
+    key the message must carry for the trigger to match at all (MatcherIndex), or None."""
 
     trigger_id: int
     channels: frozenset[str] | None
     direction: str | None
     checks: tuple[Check, ...]
+    anchor: tuple[str, Any] | None = None
 
     def matches(self, facts: Facts) -> bool:
         if self.channels is not None and facts.channel not in self.channels:
@@ -183,4 +185,61 @@ def compile_matcher(trigger_id: int, trigger_type: str, conditions: Mapping[str,
     if "body_contains" in conditions:
         needle = str(conditions["body_contains"]).lower()
         checks.append(lambda facts: needle in facts.body)
-    return Matcher(trigger_id, TYPE_CHANNELS[trigger_type], conditions.get("direction"), tuple(checks))
+    return Matcher(trigger_id, TYPE_CHANNELS[trigger_type], conditions.get("direction"), tuple(checks),
+                   _anchor(conditions))
+
+
+def _anchor(conditions: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """The most selective exact key among the conditions: a message without it cannot match."""
+    if "contact" in conditions:
+        return ("contact", conditions["contact"])
+    if "company" in conditions:
+        return ("company", conditions["company"])
+    if "sender" in conditions:
+        sender = str(conditions["sender"]).lower()
+        if sender.startswith("+") or ("@" in sender and not sender.startswith("@")):
+            return ("sender", sender)
+        return ("domain", sender.lstrip("@"))
+    if "label" in conditions:
+        return ("label", str(conditions["label"]).lower())
+    return None
+
+
+def message_keys(facts: Facts) -> list[tuple[str, Any]]:
+    """The anchor keys a message carries (a sender's domain and each parent domain included)."""
+    keys: list[tuple[str, Any]] = [("contact", c) for c in facts.contact_ids]
+    keys += [("company", c) for c in facts.company_ids]
+    keys += [("label", label) for label in facts.labels]
+    for address in facts.senders:
+        keys.append(("sender", address))
+        host = address.rpartition("@")[2] if "@" in address else ""
+        while host:
+            keys.append(("domain", host))
+            host = host.partition(".")[2]
+    return keys
+
+
+class MatcherIndex:
+    """Matchers bucketed by anchor, so a message is tested only against the triggers whose exact
+    key it carries, plus those without one: with a thousand triggers on sender, label or contact,
+    a message meets a handful instead of all of them."""
+
+    def __init__(self, matchers: list[Matcher]) -> None:
+        self.unanchored: list[Matcher] = []
+        self.anchored: dict[tuple[str, Any], list[Matcher]] = {}
+        for matcher in matchers:
+            if matcher.anchor is None:
+                self.unanchored.append(matcher)
+            else:
+                self.anchored.setdefault(matcher.anchor, []).append(matcher)
+
+    def matching(self, facts: Facts) -> list[int]:
+        """Ids of the triggers that match, in no particular order, each once."""
+        found = [m.trigger_id for m in self.unanchored if m.matches(facts)]
+        seen: set[int] = set()
+        for key in message_keys(facts):
+            for matcher in self.anchored.get(key, ()):
+                if matcher.trigger_id not in seen and matcher.matches(facts):
+                    seen.add(matcher.trigger_id)
+                    found.append(matcher.trigger_id)
+        return found

@@ -24,7 +24,7 @@ from django_q.tasks import async_task, schedule
 
 from automation.models import Task, Trigger, WebhookDelivery
 from automation.triggers import outbound, payloads
-from automation.triggers.conditions import Facts, Matcher, compile_matcher
+from automation.triggers.conditions import Facts, Matcher, MatcherIndex, compile_matcher
 from conversations.models import Attachment, Communication, Participant
 from conversations.permissions import can_view_all_content
 from conversations.visibility import SHARED_LEVELS, Level
@@ -37,6 +37,8 @@ DELIVER_TASK = "automation.tasks.deliver_webhook"
 BACKFILL_ORIGINS = ("backfill", "historical")
 ATTEMPT_LOG_KEPT = 50
 ERROR_LOGGED_CHARS = 500
+PAYLOAD_FIELDS = ("id", "account_id", "provider_message_id", "rfc_message_id", "channel", "direction", "subject",
+                  "snippet", "sent_at", "conversation_id")
 
 
 # ------------------------------------------------------------------------------------ who sees what
@@ -122,11 +124,13 @@ def fire(account_id: int, communication_ids: Sequence[int], origin: str) -> Fire
     compiled = compile_triggers(account, triggers)
     if not compiled:
         return outcome
+    index = MatcherIndex([matcher for _trigger, _level, matcher in compiled])
+    by_id = {trigger.pk: (trigger, level) for trigger, level, _matcher in compiled}
     matches: list[tuple[Trigger, Level, int]] = []
     for facts in load_facts(communication_ids):
-        for trigger, level, matcher in compiled:
-            if matcher.matches(facts):
-                matches.append((trigger, level, facts.id))
+        for trigger_id in index.matching(facts):
+            trigger, level = by_id[trigger_id]
+            matches.append((trigger, level, facts.id))
     outcome.matched = len(matches)
     hooks = [(trigger, pk) for trigger, _level, pk in matches if trigger.action == Trigger.Action.WEBHOOK]
     if hooks:
@@ -224,7 +228,10 @@ def _payload(delivery: WebhookDelivery) -> tuple[bytes | None, str]:
     if delivery.event == payloads.EVENT_TEST:
         return payloads.body(event=delivery.event, trigger_id=trigger.pk, delivery_id=delivery.pk,
                              communication=payloads.sample_communication(), level=Level.EVERYTHING), ""
-    communication = delivery.communication
+    # Only what the payload shows: bodies can be large, and the account's credentials are never needed.
+    communication = (Communication.objects.select_related("account")
+                     .only(*PAYLOAD_FIELDS, "account__id", "account__owner_id", "account__sharing")
+                     .filter(pk=delivery.communication_id).first() if delivery.communication_id else None)
     if communication is None:
         return None, "The communication was deleted."
     level = connector_level(trigger.owner, communication.account)
@@ -265,7 +272,7 @@ def deliver(delivery_id: int) -> str:
     """
     if not claim(delivery_id):
         return "not due, or taken"
-    delivery = WebhookDelivery.objects.select_related("trigger__owner", "communication__account").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("trigger__owner").get(pk=delivery_id)
     trigger = delivery.trigger
     delivery.attempts += 1
     if not trigger.enabled and delivery.event != payloads.EVENT_TEST:
