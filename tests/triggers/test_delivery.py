@@ -9,7 +9,7 @@ from automation.triggers import services
 from automation.triggers.payloads import SIGNATURE_HEADER
 from conversations.ingest import store_batch
 from tests.factories import message
-from tests.triggers.conftest import load_verify_snippet, store, webhook
+from tests.triggers.conftest import DOCS, load_verify_snippet, store, webhook
 
 pytestmark = pytest.mark.django_db
 SECRET = "whsec_test_secret_0123456789"
@@ -144,3 +144,12 @@ def test_a_test_send_posts_a_sample(user, receiver, queued):
     delivery = services.send_test(trigger)
     assert services.deliver(delivery.pk) == "succeeded"
     assert receiver.json()["event"] == "trigger.test" and receiver.json()["trigger_id"] == trigger.pk
+
+
+def test_the_readme_shows_the_snippet_the_tests_run():
+    readme = (DOCS.parent / "README.md").read_text()
+    section = readme[readme.index("### Verifying trigger webhooks"):]
+    shown = section[section.index("```python\n") + len("```python\n"):section.index("\n```", section.index("```python"))]
+    source = (DOCS / "verify_webhook.py").read_text()
+    code = source[source.index("import hashlib"):].strip()  # the file adds only a docstring above it
+    assert shown.strip() == code
