@@ -99,6 +99,13 @@ class GmailProvider(MessageProvider):
         # (Gmail id, why) of messages listed but not stored: deleted since listed, refused.
         self.skipped: list[tuple[str, str]] = []
 
+    @classmethod
+    def renew_push(cls) -> int:
+        """Renews the users.watch of accounts lapsing soon, starts missing ones (push.renew_watches)."""
+        from integrations.providers.gmail.push import renew_watches  # push imports the models
+
+        return renew_watches()
+
     def _count_call(self) -> None:
         self.api_calls += 1
 
