@@ -111,10 +111,7 @@ def run_child(args: argparse.Namespace) -> None:
 
 
 def start_fake(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
-    # Its handler writes a response's headers and body in two sends without TCP_NODELAY, so
-    # Nagle's algorithm held every body until the client's delayed ACK: 40+ ms per request, more
-    # than everything else together. Google's servers do not; the fake is started without it.
-    serve = "import sys, tests.fakes.gmail as fake; fake._Handler.disable_nagle_algorithm = True; fake.main(sys.argv[1:])"
+    serve = "import sys, tests.fakes.gmail as fake; fake.main(sys.argv[1:])"
     command = [sys.executable, "-c", serve, "--email", EMAIL, "--synthetic", str(args.n)]
     if args.big:
         command += ["--big-every", "100", "--big-bytes", str(20_000_000)]

@@ -11,16 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes import gmail as fake_gmail
 from tests.fakes.gmail import FakeGmail
 
 
 @pytest.fixture(scope="session")
 def gmail_server() -> Iterator[FakeGmail]:
     """The session's fake Gmail, started once and stopped at the end."""
-    # The fake's handler sends a response's headers and body in two writes; with Nagle's
-    # algorithm on, each answer waited ~40 ms for the client's delayed ACK.
-    fake_gmail._Handler.disable_nagle_algorithm = True
     fake = FakeGmail().start()
     try:
         yield fake
