@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/twilio_backfill.py [--n 50000] [--database postgres|sqlite]
         [--senders 50] [--seconds 10] [--paced 0] [--mms-every 100] [--skip-webhook]
+        [--workers NPROC] [--threads 8] [--no-cluster] [--profile]
 
 Processes (each measured thing runs alone in its own process):
 
@@ -18,17 +19,22 @@ Processes (each measured thing runs alone in its own process):
   API, media downloads, phone normalisation, contacts, conversations, store); messages/s,
   HTTP round trips, CPU, and its peak RSS (ru_maxrss): the syncing process alone; then one
   no-change delta (the overlap window re-read);
-- the web server: the Django WSGI app under a threading wsgiref server (one thread per
-  connection, as ``runserver`` does; gunicorn is not installed), settings.DEBUG off,
-  APP_PUBLIC_URL set to its own address; on the database the backfill filled;
+- the web server, as deployed: ``--workers`` processes (default: one per core) sharing one
+  listening socket, each a wsgiref server with a fixed pool of ``--threads`` threads whose
+  database connections persist (CONN_MAX_AGE); settings.DEBUG off, APP_PUBLIC_URL set to its
+  own address; on the database the backfill filled (gunicorn is not installed);
+- a qcluster (``manage.py qcluster``, settings Q_CLUSTER) during the load, on the same cores:
+  the webhook answers once the message is queued, and the cluster stores it. After the load
+  the bench waits for every accepted message to be stored and says how long that took
+  (``--no-cluster``: the cluster starts only after the load);
 - the senders (this process): ``--senders`` threads POST validly signed (RequestValidator)
   inbound messages with unique SIDs to /webhooks/twilio/sms for ``--seconds``. By default each
   sender posts again as soon as it is answered (closed loop: the server saturated, latency =
   senders / throughput); with ``--paced R`` the senders together post R requests/s at
   fixed intervals (open loop), the latency a webhook sees at that arrival rate. Latency is
   measured from connect to the last byte, on a fresh connection per request (wsgiref speaks
-  HTTP/1.0). Every answer must be 200 with ``<Response/>``; the communications created are
-  counted afterwards.
+  HTTP/1.0). Every answer must be 200 with ``<Response/>``; the communications the queue
+  created are counted afterwards (every accepted message exactly once).
 
 It prints figures, with the load average and CPU pressure of the shared machine, and asserts
 nothing.
@@ -110,8 +116,9 @@ def run_child(args: argparse.Namespace) -> None:
     backfill_s = time.perf_counter() - started
     backfill_cpu = time.process_time() - cpu_before
     # None when the backend changed: django_q's ORM broker (automation's announce receiver)
-    # runs close_old_connections() after each batch's commit, so with CONN_MAX_AGE 0 the
-    # connection is reopened per batch and no single backend's CPU covers the backfill.
+    # runs close_old_connections() after each batch's commit, which reopens the connection
+    # once it is CONN_MAX_AGE old (every batch with CONN_MAX_AGE 0): no single backend's CPU
+    # then covers the backfill.
     backend_cpu = _process_cpu(backend) - backend_before if backend and backend == _backend_pid() else None
     if profiler is not None:
         import pstats
@@ -139,9 +146,18 @@ def run_child(args: argparse.Namespace) -> None:
 
 
 def run_server(args: argparse.Namespace) -> None:
-    """The Django app under a threading WSGI server; prints {"url"} once listening."""
-    import socketserver
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+    """The Django app as a production deploy serves it; prints {"url", "pid", "pids"} once listening.
+
+    ``--workers`` processes (forked after Django is set up, before any database connection)
+    accept on one shared listening socket, as gunicorn's sync/gthread workers do; each hands
+    connections to a fixed pool of ``--threads`` threads, whose database connections persist
+    between requests (settings CONN_MAX_AGE): no connection per request, and at most
+    workers x threads of them (a thread per connection, as runserver does, opened one
+    PostgreSQL connection per request and ran out of them). settings.DEBUG off.
+    """
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
     import django
 
@@ -149,23 +165,75 @@ def run_server(args: argparse.Namespace) -> None:
     django.setup()
     from django.conf import settings
     from django.core.wsgi import get_wsgi_application
+    from django.db import connections
 
     settings.DEBUG = False
 
-    class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-        daemon_threads = True
-        request_queue_size = 256
+    class PooledWSGIServer(WSGIServer):
+        request_queue_size = 1024
+        pool: ThreadPoolExecutor | None = None
+
+        def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(max_workers=args.threads, thread_name_prefix="wsgi")
+            self.pool.submit(self._handle, request, client_address)
+
+        def _handle(self, request, client_address):  # type: ignore[no-untyped-def]
+            try:
+                self.finish_request(request, client_address)
+            except Exception:  # noqa: BLE001 - as socketserver does: one broken connection, not the server
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
 
     class QuietHandler(WSGIRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = make_server("127.0.0.1", 0, get_wsgi_application(), server_class=ThreadingWSGIServer,
-                         handler_class=QuietHandler)
+    server = PooledWSGIServer(("127.0.0.1", 0), QuietHandler)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     settings.APP_PUBLIC_URL = url  # the URL the senders sign, as Twilio would
-    print(json.dumps({"url": url, "pid": os.getpid()}), flush=True)
+    application = get_wsgi_application()
+    server.set_app(application)
+    connections.close_all()  # none may be shared across fork
+    children: list[int] = []
+    for _ in range(max(1, args.workers) - 1):
+        pid = os.fork()
+        if pid == 0:
+            children.clear()
+            break
+        children.append(pid)
+    else:
+        def stop(*_: object) -> None:
+            for child in children:
+                try:
+                    os.kill(child, signal.SIGTERM)
+                except OSError:
+                    pass
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, stop)
+        print(json.dumps({"url": url, "pid": os.getpid(), "pids": [os.getpid(), *children]}), flush=True)
     server.serve_forever(poll_interval=0.1)
+
+
+def run_counter(args: argparse.Namespace) -> None:
+    """Waits until ``--expect`` webhook messages are stored (the queue drained) or ``--seconds``
+    pass; prints {"stored", "waited_s"}."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crmext.settings")
+    django.setup()
+    from conversations.models import Communication
+
+    rows = Communication.objects.filter(account_id=args.account_id, provider_message_id__startswith="SM",
+                                        body_text__startswith="Webhook bench")
+    started = time.perf_counter()
+    stored = rows.count()
+    while stored < args.expect and time.perf_counter() - started < args.seconds:
+        time.sleep(0.25)
+        stored = rows.count()
+    print(json.dumps({"stored": stored, "waited_s": time.perf_counter() - started}), flush=True)
 
 
 # ============================================================================ parent
@@ -278,18 +346,15 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def _count_webhook_rows(env: dict[str, str], account_id: int) -> int | None:
-    code = ("import os, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'crmext.settings'); django.setup(); "
-            "from conversations.models import Communication; "
-            f"print(Communication.objects.filter(account_id={account_id}, provider_message_id__startswith='SM')"
-            ".filter(body_text__startswith='Webhook bench').count())")
-    completed = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                               check=False)
+def _wait_stored(env: dict[str, str], account_id: int, expect: int, seconds: float) -> dict:
+    completed = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--count", "--account-id",
+                                str(account_id), "--expect", str(expect), "--seconds", str(seconds)],
+                               env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     try:
-        return int(completed.stdout.strip().splitlines()[-1])
+        return json.loads(completed.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         print(completed.stderr[-2000:], file=sys.stderr)
-        return None
+        return {"stored": None, "waited_s": 0.0}
 
 
 def main() -> None:
@@ -302,11 +367,19 @@ def main() -> None:
     parser.add_argument("--paced", type=float, default=0.0,
                         help="total requests/s of the senders, evenly spaced (0: closed loop)")
     parser.add_argument("--skip-webhook", action="store_true")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                        help="web server processes (default: one per core)")
+    parser.add_argument("--threads", type=int, default=8, help="threads (and database connections) per process")
+    parser.add_argument("--no-cluster", action="store_true",
+                        help="no qcluster during the load: the queued webhooks are stored afterwards")
     parser.add_argument("--page-size", type=int, default=0,
                         help="EXPERIMENT: TwilioProvider.page_size for the backfill (default: the provider's)")
     parser.add_argument("--profile", action="store_true", help="cProfile the backfill (to stderr; rates inflated)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--account-id", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--expect", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--fake", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -315,6 +388,9 @@ def main() -> None:
         return
     if args.serve:
         run_server(args)
+        return
+    if args.count:
+        run_counter(args)
         return
     started = time.perf_counter()
     fake_process, fake = _start_line(
@@ -355,19 +431,40 @@ def main() -> None:
 
 
 def run_webhook(args: argparse.Namespace, env: dict[str, str], fake: dict, account_id: int) -> dict:
-    server, info = _start_line([sys.executable, str(Path(__file__).resolve()), "--serve"], env, "the web server")
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve", "--workers", str(args.workers),
+               "--threads", str(args.threads)]
+    server, info = _start_line(command, env, "the web server")
+    cluster = None
+    if not args.no_cluster:
+        # The queued webhooks are stored by a qcluster (settings Q_CLUSTER, its workers), running
+        # during the load on the same cores, as in production.
+        cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], env=env, cwd=REPO_ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        # One warm-up request per sender slot: imports, URL resolver, first connections.
-        warm = argparse.Namespace(**{**vars(args), "seconds": 1.0, "paced": 0.0, "senders": 4})
-        senders(info["url"], fake, warm, run=0)
-        cpu_before = _cpu_seconds(server.pid)
+        # One warm-up second: imports, URL resolvers, the first connections of every worker.
+        warm = argparse.Namespace(**{**vars(args), "seconds": 1.0, "paced": 0.0, "senders": 8})
+        warmed = senders(info["url"], fake, warm, run=0)
+        pids = info.get("pids") or [info["pid"]]
+        cpu_before = sum(_cpu_seconds(pid) for pid in pids)
         web = senders(info["url"], fake, args, run=1)
-        web["server_cpu_s"] = _cpu_seconds(server.pid) - cpu_before
-        web["server_rss_mb"] = _rss_mb(server.pid)
+        web["server_cpu_s"] = sum(_cpu_seconds(pid) for pid in pids) - cpu_before
+        web["server_rss_mb"] = sum(_rss_mb(pid) for pid in pids)
+        web["processes"] = len(pids)
+        expect = len(warmed["latencies"]) + len(web["latencies"])
+        if cluster is None:
+            cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], env=env, cwd=REPO_ROOT,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        waited = _wait_stored(env, account_id, expect, seconds=max(60.0, args.seconds * 6))
+        web["stored"], web["drain_s"], web["expected"] = waited["stored"], waited["waited_s"], expect
     finally:
         server.terminate()
         server.wait(timeout=30)
-    web["stored"] = _count_webhook_rows(env, account_id)
+        if cluster is not None:
+            cluster.terminate()
+            try:
+                cluster.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                cluster.kill()
     report_webhook(args, web)
     return web
 
@@ -391,7 +488,7 @@ def report_backfill(args: argparse.Namespace, fake: dict, result: dict) -> None:
           f"{fake['messages']:,} in {result['backfill_s']:.1f} s = {rate:,.0f} messages/s "
           f"(target >= {TARGET_RATE}: {_verdict(rate >= TARGET_RATE)})")
     print(f"  CPU: syncing process {result['backfill_cpu_s']:.1f} s, fake Twilio {result.get('fake_cpu_s', 0):.1f} s, "
-          f"PostgreSQL backend {'- (reconnected per batch)' if result.get('backend_cpu_s') is None else format(result['backend_cpu_s'], '.1f')} s "
+          f"PostgreSQL backend {'- (reconnected during the backfill: CONN_MAX_AGE)' if result.get('backend_cpu_s') is None else format(result['backend_cpu_s'], '.1f')} s "
           f"(same {len(os.sched_getaffinity(0))} cores, shared with PostgreSQL and other jobs; "
           f"the fake's CPU includes the delta)")
     print(f"  {result['api_calls']:,} HTTP round trips ({result['api_calls'] / max(1, result['fetched']):.4f} "
@@ -409,18 +506,20 @@ def report_webhook(args: argparse.Namespace, web: dict) -> None:
     peak = max(latencies, default=0.0) * 1000
     mode = (f"paced at {args.paced:g} requests/s in all (open loop)" if args.paced
             else "closed loop: each posts again once answered")
-    print(f"webhook : POST {WEBHOOK_PATH}, {args.senders} concurrent senders, {mode}, {web['wall_s']:.1f} s, "
-          "threading wsgiref server (a thread and a database connection per request), DEBUG off")
+    print(f"webhook : POST {WEBHOOK_PATH}, {args.senders} concurrent senders, {mode}, {web['wall_s']:.1f} s; "
+          f"{web['processes']} wsgiref processes x {args.threads} threads, persistent connections, DEBUG off; "
+          f"qcluster storing {'during the load' if not args.no_cluster else 'after the load'}")
     print(f"  load: before {web['load_before']}; after {web['load_after']}")
     print(f"  {len(latencies):,} answered 200 <Response/> = {len(latencies) / web['wall_s']:,.0f} requests/s; "
           f"{len(web['errors'])} errors{(' e.g. ' + web['errors'][0]) if web['errors'] else ''}; "
-          f"{web['stored'] if web['stored'] is not None else '?'} stored (warm-up included)")
+          f"{web['stored'] if web['stored'] is not None else '?'} of {web['expected']:,} accepted stored by the "
+          f"queue (warm-up included) {web['drain_s']:.1f} s after the last answer")
     print(f"  latency p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {peak:.1f} ms "
           f"(target p95 < {TARGET_P95_MS} ms: {_verdict(p95 < TARGET_P95_MS)})")
     if latencies:
         print(f"  mean {statistics.mean(latencies) * 1000:.1f} ms; server CPU {web['server_cpu_s']:.1f} s "
               f"= {web['server_cpu_s'] / max(1, len(latencies)) * 1000:.1f} ms per request; "
-              f"server peak RSS {web['server_rss_mb']:.0f} MB")
+              f"server peak RSS {web['server_rss_mb']:.0f} MB (all processes)")
     sys.stdout.flush()
 
 

@@ -14,13 +14,19 @@ Every request is checked in this order, and nothing is stored before the signatu
    only): its webhooks are refused, with a log line saying to add the auth token.
 4. The message parameters (MessageSid, From, To, NumMedia...), else 400.
 
-An inbound message is stored at once through the ingest path (integrations.quarantine,
-conversations.ingest.store_batch), in every account owning its number, committed durably
-before the answer (ingest relaxes commit durability for replayable sync batches; a webhook is
-not replayable), and announced with origin "webhook". Ingest is idempotent on the SID, so
-the poll that later lists the message keeps one communication. The answer is an empty TwiML
-``<Response/>``. Media are fetched with the account's credentials while storing, under
-settings.ATTACHMENT_MAX_BYTES.
+An inbound message is not stored while Twilio waits: once its signature and parameters hold,
+the payload is handed to the task queue (django-q2 ``async_task``; its database broker's
+insert is committed, durably, before the answer) and the answer goes out at once, an empty
+TwiML ``<Response/>``. Storing it inline cost some twenty queries and, for an MMS, the media
+downloads, per request: the answer then waited on the database under load. The task
+(STORE_TASK, ``store_inbound``) stores it through the ingest path (integrations.quarantine,
+conversations.ingest.store_batch) in every account that verified it, committed durably, and
+announces it with origin "webhook". Ingest is idempotent on the SID, so a retried webhook and
+the poll that later lists the message keep one communication. Its ``sent_at`` is the time
+the webhook arrived, not the time the task ran. Media are fetched by the task, with the
+account's credentials, under settings.ATTACHMENT_MAX_BYTES. A task that fails (the database
+down) is logged by django-q2 and kept, with its arguments, among its failed tasks; the poll
+of the account stores the message in any case.
 
 A status callback updates delivery_status of the stored message (never creates one: the
 poll stores it), never moving a final status (delivered, undelivered, failed, read) back to an
@@ -30,10 +36,10 @@ Unexpected failures answer 503 (logged), never 500. No token or signature is eve
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
@@ -42,6 +48,7 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from django_q.tasks import async_task
 from twilio.request_validator import RequestValidator
 
 from conversations.messages import ParsedAttachment, ParsedMessage
@@ -57,6 +64,7 @@ logger = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 MAX_MEDIA = 10  # Twilio delivers at most 10 media per message
+STORE_TASK = "integrations.providers.twilio.webhooks.store_inbound"
 _SID = re.compile(r"[A-Za-z]{2}[0-9a-fA-F]{32}")
 # How far each status has come; a callback never moves a message back.
 STATUS_RANK = {"accepted": 0, "scheduled": 0, "queued": 0, "sending": 1, "sent": 2, "receiving": 1,
@@ -170,8 +178,8 @@ def _fetcher(account: ProviderAccount, url: str) -> Callable[[], bytes]:
     return fetch
 
 
-def parse_inbound(params: QueryDict, account: ProviderAccount) -> ParsedMessage:
-    """The ParsedMessage of an inbound-message webhook (Refused 400 if malformed)."""
+def parse_inbound(params: QueryDict, account: ProviderAccount, received: dt.datetime | None = None) -> ParsedMessage:
+    """The ParsedMessage of an inbound-message webhook received at ``received`` (Refused 400 if malformed)."""
     sid = _param(params, "MessageSid") or _param(params, "SmsSid")
     sender, to = _param(params, "From"), _param(params, "To", limit=1024)
     if not _SID.fullmatch(sid) or not sender or not to:
@@ -187,27 +195,46 @@ def parse_inbound(params: QueryDict, account: ProviderAccount) -> ParsedMessage:
         raise Refused(400, "Body is too long.")
     return map_message(sid=sid, sender=sender, recipients=split_recipients(to), body=body, num_media=num_media,
                        direction="inbound", status=_param(params, "SmsStatus") or "received",
-                       sent_at=timezone.now(), attachments=_media(params, num_media, account))
+                       sent_at=received or timezone.now(), attachments=_media(params, num_media, account))
 
 
 @_guarded
 def inbound(request: HttpRequest) -> HttpResponse:
-    """An inbound SMS, MMS or WhatsApp message: stored at once, answered with empty TwiML."""
+    """An inbound SMS, MMS or WhatsApp message: verified, queued for storing, answered with empty TwiML."""
     params = request.POST
     accounts = verified_accounts(request, [_param(params, "To", limit=1024)])
-    messages = [(account, parse_inbound(params, account)) for account in accounts]
-    for account, message in messages:
+    received = timezone.now()
+    message = parse_inbound(params, accounts[0], received)  # malformed: 400 now, never a failed task later
+    async_task(STORE_TASK, [account.pk for account in accounts], dict(params.lists()), received.isoformat(),
+               task_name=f"twilio inbound {message.provider_message_id}", group="twilio-webhooks")
+    return HttpResponse(EMPTY_TWIML, content_type="text/xml")
+
+
+def store_inbound(account_ids: list[int], params: dict[str, list[str]], received: str) -> int:
+    """STORE_TASK: stores a verified inbound message (the webhook's form parameters) in each of
+    ``account_ids`` still connected, committed durably, announced with origin "webhook".
+    Idempotent on the SID (a retried webhook, the poll). Returns the number of communications created."""
+    query = QueryDict(mutable=True)
+    for name, values in params.items():
+        query.setlist(name, list(values))
+    when = dt.datetime.fromisoformat(received)
+    created = 0
+    accounts = (ProviderAccount.objects.filter(pk__in=account_ids, provider="twilio")
+                .exclude(status=ProviderAccount.Status.DISABLED).select_related("owner").order_by("pk"))
+    for account in accounts:
+        message = parse_inbound(query, account, when)
         with transaction.atomic():
             stored = store_or_quarantine(account, [message], merge_labels=False)
             announce_created(account, stored.result.created_ids, "webhook")
             if connection.vendor == "postgresql":
                 # store_batch relaxed this transaction's durability (right for replayable sync
-                # batches); Twilio will not post this message again, so it is committed durably.
+                # batches); the queued payload is acknowledged once this returns, so it is durable.
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit = on")
+        created += len(stored.result.created_ids)
         logger.info("Twilio webhook stored message %s for account %s (%s new)", message.provider_message_id,
                     account.pk, len(stored.result.created_ids))
-    return HttpResponse(EMPTY_TWIML, content_type="text/xml")
+    return created
 
 
 @_guarded
