@@ -6,6 +6,10 @@ vetted address (an IP, with the Host header and TLS SNI/certificate check on the
 name), so a second, different DNS answer (rebinding) is never used. Redirects are not
 followed, timeouts are short, and at most ``max_bytes`` of the response are read.
 
+Connections are kept alive and reused (``pool``), but only per vetted (scheme, address, port,
+host): every request is vetted afresh, and reuses a connection only to the address just
+vetted; a host resolving elsewhere gets a new connection to its new (vetted) address.
+
 TRIGGERS_ALLOW_PRIVATE_TARGETS lets loopback and private networks through (tests, a
 receiver on the same LAN); unspecified, multicast and cloud-metadata addresses stay refused.
 """
@@ -13,9 +17,13 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import os
+import select
 import socket
 import ssl
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -155,30 +163,147 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self._server_hostname)
 
 
-def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, max_bytes: int) -> Reply:
-    """POSTs ``body`` to the vetted address of ``url``. Raises TargetRefused (final) or
-    OSError/http.client.HTTPException (network trouble: retryable)."""
-    target = vet(url)
+class _Pool:
+    """Idle keep-alive connections of this process, per vetted (scheme, address, port, host).
+
+    The key is the address the guard vetted for this very request: a connection is only ever
+    reused to the address it was opened to, and a host that now resolves elsewhere (vetted
+    again on every request) gets a connection of its own. Few and short-lived: at most
+    POOL_PER_KEY idle connections per key, POOL_KEYS keys, POOL_IDLE_SECONDS idle.
+    A forked child (django-q2 workers) starts empty rather than share its parent's sockets.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: OrderedDict[tuple[str, str, int, str], list[tuple[float, http.client.HTTPConnection]]] = (
+            OrderedDict())
+        self._pid = os.getpid()
+
+    def take(self, key: tuple[str, str, int, str]) -> http.client.HTTPConnection | None:
+        now = time.monotonic()
+        with self._lock:
+            if self._pid != os.getpid():
+                self._idle, self._pid = OrderedDict(), os.getpid()  # a fork: never the parent's sockets
+            stack = self._idle.get(key)
+            while stack:
+                since, connection = stack.pop()
+                if now - since <= POOL_IDLE_SECONDS and not _dropped(connection):
+                    return connection
+                connection.close()
+        return None
+
+    def give(self, key: tuple[str, str, int, str], connection: http.client.HTTPConnection) -> None:
+        evicted: list[http.client.HTTPConnection] = []
+        with self._lock:
+            if self._pid != os.getpid():
+                self._idle, self._pid = OrderedDict(), os.getpid()
+            stack = self._idle.setdefault(key, [])
+            self._idle.move_to_end(key)
+            stack.append((time.monotonic(), connection))
+            while len(stack) > POOL_PER_KEY:
+                evicted.append(stack.pop(0)[1])
+            while len(self._idle) > POOL_KEYS:
+                _key, old = self._idle.popitem(last=False)
+                evicted.extend(c for _t, c in old)
+        for old_connection in evicted:
+            old_connection.close()
+
+    def clear(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, OrderedDict()
+        for stack in idle.values():
+            for _since, connection in stack:
+                connection.close()
+
+
+POOL_PER_KEY = 8
+POOL_KEYS = 64
+POOL_IDLE_SECONDS = 30.0
+pool = _Pool()
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """True if an idle connection cannot carry a request: gone, or readable (the server closed it,
+    or sent something unasked), which an idle HTTP/1.1 connection never legitimately is."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        readable, _w, _x = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _open(target: Target, timeout: float) -> http.client.HTTPConnection:
     address = str(target.address)
     if target.scheme == "https":
-        connection: http.client.HTTPConnection = _PinnedHTTPSConnection(address, target.port, target.host, timeout)
-    else:
-        connection = http.client.HTTPConnection(address, target.port, timeout=timeout)
+        return _PinnedHTTPSConnection(address, target.port, target.host, timeout)
+    return http.client.HTTPConnection(address, target.port, timeout=timeout)
+
+
+class _NotSent(Exception):
+    """The request failed before it was completely written: the server cannot have acted on it."""
+
+
+def _send(connection: http.client.HTTPConnection, target: Target, body: bytes, headers: dict[str, str],
+          timeout: float) -> None:
     default_port = 443 if target.scheme == "https" else 80
     host_header = target.host if ":" not in target.host else f"[{target.host}]"
     if target.port != default_port:
         host_header = f"{host_header}:{target.port}"
-    started = time.monotonic()
+    connection.timeout = timeout
+    if connection.sock is not None:
+        connection.sock.settimeout(timeout)
     try:
         connection.putrequest("POST", target.path, skip_host=True, skip_accept_encoding=True)
         connection.putheader("Host", host_header)
-        for name, value in {**headers, "Content-Length": str(len(body)), "Connection": "close"}.items():
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
             connection.putheader(name, value)
         connection.endheaders(body)
+    except (OSError, http.client.HTTPException) as error:
+        raise _NotSent(error) from error
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, max_bytes: int) -> Reply:
+    """POSTs ``body`` to the vetted address of ``url``. Raises TargetRefused (final) or
+    OSError/http.client.HTTPException (network trouble: retryable).
+
+    The host is vetted on every call; the connection is a kept-alive one to that same vetted
+    address if the pool has one, else a new one. A kept-alive connection that breaks before the
+    request is fully written (the server closed it meanwhile) is replaced once by a fresh one;
+    a failure after that is the caller's to retry, as the server may have acted on the request.
+    """
+    target = vet(url)
+    key = (target.scheme, str(target.address), target.port, target.host)
+    connection = pool.take(key)
+    reused = connection is not None
+    if connection is None:
+        connection = _open(target, timeout)
+    started = time.monotonic()
+    keep = False
+    try:
+        try:
+            _send(connection, target, body, headers, timeout)
+        except _NotSent as failure:
+            connection.close()
+            if not reused:
+                raise failure.__cause__ from None  # type: ignore[misc]
+            connection = _open(target, timeout)
+            started = time.monotonic()
+            try:
+                _send(connection, target, body, headers, timeout)
+            except _NotSent as again:
+                raise again.__cause__ from None  # type: ignore[misc]
         response = connection.getresponse()
         content = response.read(max_bytes)  # the rest is never read: a huge answer costs nothing
         retry_after = (response.getheader("Retry-After") or "").strip()
+        # Kept only when the whole answer was read and neither side asked to close.
+        keep = response.isclosed() and not response.will_close and connection.sock is not None
         return Reply(response.status, content, int((time.monotonic() - started) * 1000),
                      response.getheader("Location", "") or "", int(retry_after) if retry_after.isdigit() else None)
     finally:
-        connection.close()
+        if keep:
+            pool.give(key, connection)
+        else:
+            connection.close()

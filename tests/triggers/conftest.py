@@ -39,6 +39,7 @@ class Receiver:
     script: list[tuple[int, bytes, dict[str, str]]] = field(default_factory=list)
     default: tuple[int, bytes, dict[str, str]] = (200, b"ok", {})
     requests: list[dict[str, Any]] = field(default_factory=list)
+    connections: int = 0  # TCP connections accepted
 
     def answer(self, *responses: tuple[int, bytes] | tuple[int, bytes, dict[str, str]]) -> None:
         self.script.extend((r[0], r[1], r[2] if len(r) > 2 else {}) for r in responses)
@@ -47,11 +48,18 @@ class Receiver:
         return json.loads(self.requests[index]["body"])
 
 
-def _start(receiver_factory: Any) -> Iterator[Receiver]:
+def _start(protocol: str = "HTTP/1.0") -> Iterator[Receiver]:
     holder: dict[str, Receiver] = {}
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = protocol  # HTTP/1.1: keep-alive
+
+        def setup(self) -> None:
+            super().setup()
+            with lock:
+                holder["r"].connections += 1
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             length = int(self.headers.get("Content-Length", 0))
             body = self.rfile.read(length)
@@ -84,12 +92,28 @@ def _start(receiver_factory: Any) -> Iterator[Receiver]:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    yield from _start(None)
+    yield from _start()
 
 
 @pytest.fixture
 def second_receiver() -> Iterator[Receiver]:
-    yield from _start(None)
+    yield from _start()
+
+
+@pytest.fixture
+def keepalive_receiver() -> Iterator[Receiver]:
+    """A receiver that keeps connections alive (HTTP/1.1), as most real ones do."""
+    yield from _start("HTTP/1.1")
+
+
+@pytest.fixture(autouse=True)
+def _empty_pool() -> Iterator[None]:
+    """Each test starts and ends with no kept-alive connection."""
+    from automation.triggers import outbound
+
+    outbound.pool.clear()
+    yield
+    outbound.pool.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -111,3 +111,71 @@ def test_a_refused_target_fails_the_delivery_at_once(strict, account, user, queu
 def test_response_bodies_are_read_up_to_the_cap(receiver):
     receiver.default = (200, b"y" * 100_000, {})
     assert len(post(receiver.url).body) == 100
+
+
+# ------------------------------------------------------------------------------------ kept-alive connections
+
+def test_connections_are_kept_alive_per_vetted_address(keepalive_receiver, monkeypatch):
+    lookups: list[str] = []
+    monkeypatch.setattr(outbound, "resolve_host", lambda host, port: lookups.append(host) or ["127.0.0.1"])
+    for _ in range(3):
+        assert post(f"http://hooks.example.com:{keepalive_receiver.port}/in").status == 200
+    assert keepalive_receiver.connections == 1 and len(keepalive_receiver.requests) == 3
+    assert lookups == ["hooks.example.com"] * 3  # vetted on every request, connection or not
+
+
+def test_a_kept_connection_is_never_used_once_the_host_resolves_elsewhere(keepalive_receiver, monkeypatch):
+    answers = iter([["127.0.0.1"], ["169.254.169.254"], ["127.0.0.2"]])
+    monkeypatch.setattr(outbound, "resolve_host", lambda host, port: next(answers))
+    url = f"http://hooks.example.com:{keepalive_receiver.port}/in"
+    assert post(url).status == 200
+    with pytest.raises(outbound.TargetRefused, match="metadata"):  # re-vetted: the idle connection is no pass
+        post(url)
+    with pytest.raises(OSError):  # nothing listens on 127.0.0.2: a new connection there, not the old one
+        post(url)
+    assert len(keepalive_receiver.requests) == 1
+
+
+def test_a_connection_closed_while_idle_is_replaced(keepalive_receiver):
+    assert post(keepalive_receiver.url).status == 200
+    [[(_since, connection)]] = outbound.pool._idle.values()
+    connection.sock.shutdown(__import__("socket").SHUT_RDWR)  # as if the server had closed it
+    assert post(keepalive_receiver.url).status == 200
+    assert keepalive_receiver.connections == 2 and len(keepalive_receiver.requests) == 2
+
+
+class _BrokenSocket:
+    def sendall(self, data: bytes) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def settimeout(self, timeout: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_request_that_never_left_a_broken_kept_connection_is_sent_once_on_a_fresh_one(keepalive_receiver,
+                                                                                        monkeypatch):
+    assert post(keepalive_receiver.url).status == 200
+    [[(_since, connection)]] = outbound.pool._idle.values()
+    connection.sock.close()
+    connection.sock = _BrokenSocket()
+    monkeypatch.setattr(outbound, "_dropped", lambda connection: False)  # the check missed it
+    assert post(keepalive_receiver.url).status == 200
+    assert len(keepalive_receiver.requests) == 2
+
+
+def test_a_fresh_connection_that_fails_is_not_retried(monkeypatch):
+    opened: list[object] = []
+    real_open = outbound._open
+    monkeypatch.setattr(outbound, "_open", lambda target, timeout: opened.append(target) or real_open(target, timeout))
+    with pytest.raises(OSError):
+        post("http://127.0.0.1:9/closed")  # the discard port: refused
+    assert len(opened) == 1
+
+
+def test_an_answer_not_read_to_its_end_closes_the_connection(keepalive_receiver):
+    keepalive_receiver.default = (200, b"y" * 100_000, {})
+    assert len(post(keepalive_receiver.url).body) == 100
+    assert not outbound.pool._idle.get(("http", "127.0.0.1", keepalive_receiver.port, "127.0.0.1"))
