@@ -158,9 +158,9 @@ def run(args: argparse.Namespace) -> None:
     delivery_ids = list(WebhookDelivery.objects.values_list("pk", flat=True))
 
     # Queries of one attempt of a communication's delivery (then put back to pending).
+    sample = WebhookDelivery.objects.filter(communication__isnull=False).values_list("pk", flat=True).first()
     with CaptureQueriesContext(connection) as queries:
-        tasks.deliver_webhook(WebhookDelivery.objects.filter(communication__isnull=False).values_list(
-            "pk", flat=True).first())
+        tasks.deliver_webhook(sample)
     per_webhook = len(queries)
     for counts in args.workers.split(","):
         workers = int(counts)

@@ -270,6 +270,7 @@ class _AttemptLoader:
             self.claim_and_select = (f"WITH claimed AS ({self.claim} RETURNING {col(d, 'id')}) {self.select}"
                                      f" WHERE d.{col(d, 'id')} IN (SELECT {col(d, 'id')} FROM claimed)")
         self.select_one = f"{self.select} WHERE d.{col(d, 'id')} = %s"
+        self.updates: dict[tuple[str, ...], str] = {}
 
     def __call__(self, delivery_id: int) -> WebhookDelivery | None:
         now = timezone.now()
@@ -288,6 +289,21 @@ class _AttemptLoader:
                 cursor.execute(self.select_one, [delivery_id])
             row = cursor.fetchone()
         return None if row is None else self._instances(row)
+
+    def record(self, delivery_id: int, values: dict[str, Any]) -> None:
+        """One UPDATE of the delivery's row with ``values`` (field name: value), each prepared by its
+        field as the ORM's update() would (JSON, datetimes)."""
+        names = tuple(values)
+        sql = self.updates.get(names)
+        if sql is None:
+            quote, meta = self.connection.ops.quote_name, WebhookDelivery._meta
+            assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in names)
+            sql = self.updates[names] = (f"UPDATE {quote(meta.db_table)} SET {assignments}"
+                                         f" WHERE {quote(meta.pk.column)} = %s")
+        params = [WebhookDelivery._meta.get_field(name).get_db_prep_save(value, self.connection)
+                  for name, value in values.items()]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [*params, delivery_id])
 
     def _instances(self, row: tuple[Any, ...]) -> WebhookDelivery:
         alias, position, built = self.connection.alias, 0, []
@@ -316,12 +332,16 @@ def _field_name(model: type, attname: str) -> str:
 def claim_and_load(delivery_id: int) -> WebhookDelivery | None:
     """Claims an attempt of the delivery and loads it with all the attempt needs (see
     _AttemptLoader); None if it is not due, taken, or gone."""
+    return _loader()(delivery_id)
+
+
+def _loader() -> _AttemptLoader:
     from django.db import connection
 
     loader = getattr(connection, "_webhook_attempt_loader", None)  # one per connection (thread)
     if loader is None:
         loader = connection._webhook_attempt_loader = _AttemptLoader(connection)
-    return loader(delivery_id)
+    return loader
 
 
 def _payload(delivery: WebhookDelivery) -> tuple[bytes | None, str]:
@@ -355,10 +375,12 @@ def _finish(delivery: WebhookDelivery, *, status: str, code: int | None, duratio
     if status == WebhookDelivery.Status.SUCCEEDED:
         delivery.delivered_at = now
     delivery.updated_at = now
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        attempts=delivery.attempts, attempt_log=delivery.attempt_log, status=status, response_code=code,
-        duration_ms=duration_ms, error=error, next_attempt_at=next_at, updated_at=now,
-        **({"delivered_at": now} if status == WebhookDelivery.Status.SUCCEEDED else {}))
+    values = {"attempts": delivery.attempts, "attempt_log": delivery.attempt_log, "status": status,
+              "response_code": code, "duration_ms": duration_ms, "error": error, "next_attempt_at": next_at,
+              "updated_at": now}
+    if status == WebhookDelivery.Status.SUCCEEDED:
+        values["delivered_at"] = now
+    _loader().record(delivery.pk, values)
 
 
 def _truncated(content: bytes) -> str:
