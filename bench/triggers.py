@@ -2,6 +2,7 @@
 webhooks per second delivery sustains to a local receiver.
 
     DEBUG=true .venv/bin/python -m bench.triggers [--triggers 1000] [--messages 1000] [--deliveries 1000]
+        [--workers 1,2]
     (DATABASE_URL=postgres://... for PostgreSQL; a throwaway test database is created and dropped)
 
 Matching: ``fire`` (load the batch's facts in three queries, compile the account's triggers,
@@ -15,7 +16,7 @@ for each pending delivery, run the way a qcluster runs it: --workers lists worke
 (default: 1 and Q_CLUSTER["workers"]); for each, that many forked worker processes, each with
 its own database connection and connection pool, take delivery ids from one shared queue (as
 django-q2's workers take tasks from the pusher's). The broker's own cost (the ORM queue's
-dequeue and result rows) is not counted. On SQLite the test database is a file, so that the
+dequeue and result rows) is not counted; the receiver runs in the parent process. On SQLite the test database is a file, so that the
 worker processes share it. Target: >= 200 webhooks/s.
 """
 from __future__ import annotations

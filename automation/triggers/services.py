@@ -222,7 +222,7 @@ ACCOUNT_FIELDS = ("id", "owner_id", "sharing")
 class _AttemptLoader:
     """Claims a delivery and loads all an attempt needs: on PostgreSQL in one statement (an
     UPDATE ... RETURNING in a CTE, joined to the rows the payload needs), elsewhere in two (the
-    conditional UPDATE, then the joined SELECT). The SQL is built once per connection vendor from
+    conditional UPDATE, then the joined SELECT). The SQL is built once per connection from
     the models' metadata, and rows become model instances through the fields' own converters,
     as the ORM does, without compiling a select_related query on every attempt (over a
     millisecond of CPU each)."""
