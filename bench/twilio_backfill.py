@@ -224,16 +224,42 @@ def run_counter(args: argparse.Namespace) -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crmext.settings")
     django.setup()
-    from conversations.models import Communication
+    from django_q.models import Task
 
+    from conversations.models import Communication
+    from integrations.models import QuarantinedMessage
+    from integrations.providers.twilio.webhooks import STORE_TASK
+
+    expected = set(Path(args.sids).read_text().split())
     rows = Communication.objects.filter(account_id=args.account_id, provider_message_id__startswith="SM",
                                         body_text__startswith="Webhook bench")
+    failures = Task.objects.filter(func=STORE_TASK, success=False)
     started = time.perf_counter()
-    stored = rows.count()
-    while stored < args.expect and time.perf_counter() - started < args.seconds:
+    stored, failed = rows.count(), failures.count()
+    while stored + failed + QuarantinedMessage.objects.filter(account_id=args.account_id).count() < args.expect and time.perf_counter() - started < args.seconds:
         time.sleep(0.25)
-        stored = rows.count()
-    print(json.dumps({"stored": stored, "waited_s": time.perf_counter() - started}), flush=True)
+        stored, failed = rows.count(), failures.count()
+    first = failures.order_by("started").first()
+    stored_sids = set(rows.values_list("provider_message_id", flat=True))
+    missing = sorted(expected - stored_sids)
+    quarantined = QuarantinedMessage.objects.filter(account_id=args.account_id)
+    reason = quarantined.values_list("reason", flat=True).first()
+    print(json.dumps({"stored": stored, "waited_s": time.perf_counter() - started, "failed": failed,
+                      "failure": str(first.result)[-300:] if first else "", "quarantined": quarantined.count(),
+                      "reason": (reason or "")[:300], "queued": _queued_left(), "missing": len(missing),
+                      "missing_sample": missing[:3], "unexpected": len(stored_sids - expected)}), flush=True)
+
+
+def _queued_left() -> str:
+    """The inbound-message tasks still in the queue: how many, and how many are locked (taken)."""
+    from django.utils import timezone
+    from django_q.models import OrmQ
+
+    from integrations.providers.twilio.webhooks import STORE_TASK
+
+    rows = [row for row in OrmQ.objects.all() if row.task.get("func") == STORE_TASK]
+    taken = sum(1 for row in rows if row.lock and row.lock > timezone.now())
+    return f"{len(rows)} still in the queue ({taken} taken by the cluster: run or running, not yet acknowledged)"
 
 
 # ============================================================================ parent
@@ -276,6 +302,7 @@ def senders(url: str, fake: dict, args: argparse.Namespace, run: int = 1) -> dic
     target = urllib.parse.urlsplit(url)
     signed_url = f"{url}{WEBHOOK_PATH}"
     latencies: list[float] = []
+    sids: list[str] = []
     errors: list[str] = []
     lock = threading.Lock()
     start = threading.Barrier(args.senders + 1)
@@ -284,6 +311,7 @@ def senders(url: str, fake: dict, args: argparse.Namespace, run: int = 1) -> dic
 
     def sender(index: int) -> None:
         mine: list[float] = []
+        accepted: list[str] = []
         failures: list[str] = []
         start.wait()
         next_at = time.perf_counter() + (interval * index / args.senders if interval else 0.0)
@@ -297,7 +325,8 @@ def senders(url: str, fake: dict, args: argparse.Namespace, run: int = 1) -> dic
             if time.perf_counter() >= deadline[0]:
                 break
             sequence += 1
-            sid = f"SM{run:02x}{index:06x}{sequence:024x}"  # unique per run, sender and post
+            # Unique per run, sender and post, and never a SID of the fake's synthetic messages (SM0000...).
+            sid = f"SM{0xB0 + run:02x}{index:06x}{sequence:024x}"
             params = {
                 "ToCountry": "US", "ToState": "CA", "SmsMessageSid": sid, "NumMedia": "0", "SmsSid": sid,
                 "SmsStatus": "received", "Body": f"Webhook bench {index}/{sequence}: can we move our call?",
@@ -321,9 +350,11 @@ def senders(url: str, fake: dict, args: argparse.Namespace, run: int = 1) -> dic
                     failures.append(f"{response.status} {answer[:100]!r}")
                 else:
                     mine.append(elapsed)
+                    accepted.append(sid)
             except OSError as error:
                 failures.append(f"{type(error).__name__}: {error}")
         with lock:
+            sids.extend(accepted)
             latencies.extend(mine)
             errors.extend(failures)
 
@@ -337,7 +368,7 @@ def senders(url: str, fake: dict, args: argparse.Namespace, run: int = 1) -> dic
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - began
-    return {"latencies": latencies, "errors": errors, "wall_s": wall, "load_before": load_before,
+    return {"latencies": latencies, "sids": sids, "errors": errors, "wall_s": wall, "load_before": load_before,
             "load_after": _load()}
 
 
@@ -346,15 +377,18 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def _wait_stored(env: dict[str, str], account_id: int, expect: int, seconds: float) -> dict:
+def _wait_stored(env: dict[str, str], account_id: int, sids: list[str], seconds: float) -> dict:
+    sids_path = Path(env["MEDIA_ROOT"]).parent / "accepted-sids.txt"
+    sids_path.write_text("\n".join(sids))
     completed = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--count", "--account-id",
-                                str(account_id), "--expect", str(expect), "--seconds", str(seconds)],
+                                str(account_id), "--expect", str(len(sids)), "--seconds", str(seconds),
+                                "--sids", str(sids_path)],
                                env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     try:
         return json.loads(completed.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         print(completed.stderr[-2000:], file=sys.stderr)
-        return {"stored": None, "waited_s": 0.0}
+        return {"stored": None, "waited_s": 0.0, "failed": None, "failure": ""}
 
 
 def main() -> None:
@@ -380,6 +414,7 @@ def main() -> None:
     parser.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--account-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--expect", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--sids", help=argparse.SUPPRESS)
     parser.add_argument("--fake", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -450,12 +485,18 @@ def run_webhook(args: argparse.Namespace, env: dict[str, str], fake: dict, accou
         web["server_cpu_s"] = sum(_cpu_seconds(pid) for pid in pids) - cpu_before
         web["server_rss_mb"] = sum(_rss_mb(pid) for pid in pids)
         web["processes"] = len(pids)
-        expect = len(warmed["latencies"]) + len(web["latencies"])
+        accepted = warmed["sids"] + web["sids"]
+        expect = len(accepted)
         if cluster is None:
             cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], env=env, cwd=REPO_ROOT,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        waited = _wait_stored(env, account_id, expect, seconds=max(60.0, args.seconds * 6))
+        waited = _wait_stored(env, account_id, accepted, seconds=max(120.0, args.seconds * 12))
         web["stored"], web["drain_s"], web["expected"] = waited["stored"], waited["waited_s"], expect
+        web["failed"], web["failure"] = waited.get("failed"), waited.get("failure")
+        web["quarantined"], web["reason"] = waited.get("quarantined"), waited.get("reason")
+        web["queued"] = waited.get("queued", "?")
+        web["missing"] = (f"{waited.get('missing')} accepted SID(s) not stored, e.g. {waited.get('missing_sample')}; "
+                          f"{waited.get('unexpected')} stored that were not accepted")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -513,7 +554,10 @@ def report_webhook(args: argparse.Namespace, web: dict) -> None:
     print(f"  {len(latencies):,} answered 200 <Response/> = {len(latencies) / web['wall_s']:,.0f} requests/s; "
           f"{len(web['errors'])} errors{(' e.g. ' + web['errors'][0]) if web['errors'] else ''}; "
           f"{web['stored'] if web['stored'] is not None else '?'} of {web['expected']:,} accepted stored by the "
-          f"queue (warm-up included) {web['drain_s']:.1f} s after the last answer")
+          f"queue (warm-up included) {web['drain_s']:.1f} s after the last answer; {web['failed']} failed task(s)"
+          f"{(': ' + web['failure']) if web['failure'] else ''}; {web['quarantined']} quarantined"
+          f"{(': ' + web['reason']) if web['reason'] else ''}; {web['queued']}")
+    print(f"  exactly once: {web['missing']}")
     print(f"  latency p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {peak:.1f} ms "
           f"(target p95 < {TARGET_P95_MS} ms: {_verdict(p95 < TARGET_P95_MS)})")
     if latencies:
