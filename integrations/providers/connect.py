@@ -63,6 +63,8 @@ class CredentialsConnect(ConnectMethod):
 
     kind = "credentials"
     instructions = ""
+    # What the Connections page tells a user about connecting (one sentence).
+    summary: ClassVar[str] = "Enter the settings and credentials; they are tested before anything is saved."
     config_serializer: ClassVar[type[serializers.Serializer]]
     credentials_serializer: ClassVar[type[serializers.Serializer]]
 

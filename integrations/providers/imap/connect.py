@@ -37,6 +37,7 @@ class ImapCredentialsSerializer(serializers.Serializer):
 
 
 class ImapConnect(CredentialsConnect):
+    summary = "Enter the server settings and your password; the login is tested before anything is saved."
     config_serializer = ImapConfigSerializer
     credentials_serializer = ImapCredentialsSerializer
     identity_keys = ("host", "username")

@@ -80,6 +80,8 @@ class TwilioCredentialsSerializer(serializers.Serializer):
 
 
 class TwilioConnect(CredentialsConnect):
+    summary = ("Enter your account SID, an API key or the auth token, and the numbers to sync; Twilio checks "
+               "them before anything is saved.")
     config_serializer = TwilioConfigSerializer
     credentials_serializer = TwilioCredentialsSerializer
     identity_keys = ("account_sid",)
