@@ -7,6 +7,7 @@ from django.utils.html import escape
 from automation.models import AutomationPreferences, Suggestion, Task
 from automation.tasks import suggest_communications
 from tests.suggestions.conftest import REQUEST, WEAK_REQUEST, store
+from tests.web.conftest import shot
 
 try:
     from playwright.sync_api import expect
@@ -93,6 +94,7 @@ def test_browser_feed(signed_in_page, account, user):
     page.goto("/suggestions/")
     card = page.locator(f"#suggestion-{weak.pk}")
     expect(card).to_contain_text("Signals:")
+    shot(page, "suggestions")
     card.get_by_text("Edit and approve").click()
     card.get_by_label("Title").fill("Send Bob my thoughts")
     card.get_by_role("button", name="Save and approve").click()
