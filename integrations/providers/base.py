@@ -30,6 +30,7 @@ class Capability(StrEnum):
     DELETIONS = "deletions"  # reports messages removed at the provider
     FOLDER_LABELS = "folder_labels"  # one message may sit in several folders: labels are merged
     DATE_RANGE = "date_range"  # implements fetch_range(): historical syncs of a date range
+    MARK_READ = "mark_read"  # implements mark_read(): the one change a feature may ask of the provider
 
 
 # --- errors: one family, classified once ---------------------------------------------------
@@ -148,7 +149,8 @@ class MessageProvider:
       ``progress`` of its pages. A provider that can only select by day documents how it
       narrows that to [since, until). CursorExpired means the page token no longer holds
       (an IMAP UIDVALIDITY change); the engine then starts that range over, from page one.
-    - They never change anything on the provider (no flags set, nothing moved or deleted).
+    - They never change anything on the provider while syncing (no flags set, nothing moved
+      or deleted); ``mark_read`` is the single exception, called only by a feature that asks.
     - They raise only ProviderError subclasses; anything else is a bug and is recorded as one.
     - ``api_calls`` counts requests made, for the SyncRun.
     - ``close()`` releases connections; it is always called, also after errors.
@@ -188,6 +190,15 @@ class MessageProvider:
     def fetch_range(self, since: dt.datetime, until: dt.datetime, page_token: PageToken | None) -> Batch:
         """One page of [since, until) (aware UTC datetimes), newest first; see the contract above."""
         raise NotImplementedError(f"{self.key} does not fetch date ranges (no Capability.DATE_RANGE)")
+
+    def mark_read(self, refs: list[str]) -> None:
+        """Marks the messages at ``refs`` (their stored MessageRefs) read at the provider.
+
+        The one write a provider does, and only when a feature the user turned on asks for it
+        (task write-back); syncs never call it. Only with Capability.MARK_READ. Raises a
+        ProviderError saying what went wrong, e.g. when a ref no longer names the message.
+        """
+        raise NotImplementedError(f"{self.key} cannot mark messages read (no Capability.MARK_READ)")
 
     def close(self) -> None:
         """Releases connections. The default has nothing to release."""

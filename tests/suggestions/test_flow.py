@@ -179,3 +179,30 @@ def test_write_back_for_a_provider_without_it_is_reported(account, queued):
     assert write_back_task(task.pk) == "unsupported"
     task.refresh_from_db()
     assert task.status == Task.Status.DONE and "mbox" in task.write_back_error
+
+
+def test_write_back_sets_seen_on_the_imap_server_and_nothing_else(user, imap_user, queued, settings):
+    from tests.providers.imap_harness import ImapHarness, make_raw
+
+    settings.SUGGESTIONS_MAX_AGE_DAYS = 100_000  # make_raw dates its messages at random
+    harness = ImapHarness(imap_user, user)
+    to = f"{imap_user.username}@example.org"  # the account's own address
+    harness.append_raw([make_raw(subject="Contract", to=to, body="Could you please sign the contract by Friday?"),
+                        make_raw(subject="Other", to=to, body="Could you review the deck?")])
+    account = harness.make_account()
+    assert sync_account(account.pk).status == "succeeded"  # read-only: nothing is \Seen yet
+    AccountAutomation.objects.create(account=account, write_back=True)
+    contract = account.communications.get(subject="Contract")
+    suggest_communications(account.pk, [contract.pk])
+    suggestion = Suggestion.objects.get(communication=contract)
+    task = suggestion.task if suggestion.status == Suggestion.Status.AUTO_APPROVED else services.approve(suggestion)
+    services.complete(task)
+    assert queued[-1] == (WRITE_BACK_TASK, (task.pk,))
+    assert write_back_task(task.pk) == "done"
+    task.refresh_from_db()
+    assert task.write_back == Task.WriteBack.DONE and task.write_back_error == ""
+    with harness.connection() as client:
+        client.select_folder(harness.folder, readonly=True)
+        flags = {data[b"ENVELOPE"].subject.decode(): data[b"FLAGS"]
+                 for data in client.fetch(client.search(["ALL"]), ["FLAGS", "ENVELOPE"]).values()}
+    assert b"\\Seen" in flags["Contract"] and b"\\Seen" not in flags["Other"]

@@ -31,6 +31,7 @@ from integrations.providers.base import (
     CursorExpired,
     MessageUpdate,
     PageToken,
+    PermanentError,
     RefRange,
 )
 from integrations.providers.imap.connection import ImapConnection
@@ -67,11 +68,30 @@ class ImapProvider(ImapConnection):
     key = "imap"
     display_name = "IMAP mailbox"
     capabilities = frozenset({Capability.EMAIL, Capability.FLAGS, Capability.DELETIONS, Capability.FOLDER_LABELS,
-                              Capability.DATE_RANGE})
+                              Capability.DATE_RANGE, Capability.MARK_READ})
     page_size = 500  # pages are also capped by bytes (settings.PAGE_MAX_BYTES)
     # Messages one CHANGEDSINCE fetch may cover (parsed, about 30 MB at most), and the flag
     # updates one batch collects before the rest of a scan goes to the next call.
     changes_window = 50_000
+
+    # --- the one write: \Seen, when task write-back asks ------------------------------------
+
+    def mark_read(self, refs: list[str]) -> None:
+        """Sets \\Seen on each ref ("folder:uidvalidity:uid"), selecting its folder read-write.
+
+        A folder recreated since the sync (another UIDVALIDITY) is refused: its UIDs name other
+        messages now.
+        """
+        for ref in refs:
+            folder, uidvalidity, uid = ref.rsplit(":", 2)
+            with self._errors(f"marking message {uid} of {folder} as read"):
+                status = self._client().select_folder(folder, readonly=False)
+                self._selected = None  # no longer the EXAMINEd folder a backfill may reuse
+                if int(status.get(b"UIDVALIDITY", 0)) != int(uidvalidity):
+                    raise PermanentError(f"The folder {folder} was recreated since the message was synced "
+                                         "(its UIDVALIDITY changed): sync again, then mark it.")
+                self._client().add_flags([int(uid)], [SEEN])
+                self.api_calls += 2
 
     # --- folders -----------------------------------------------------------------------
 
