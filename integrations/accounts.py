@@ -134,6 +134,34 @@ def enable_accounts(accounts: QuerySet[ProviderAccount]) -> int:
     )
 
 
+def save_signed_in_account(owner: Any, provider: str, address: str, credentials: dict[str, Any], *,
+                           account: ProviderAccount | None = None, keep: tuple[str, ...] = ()) -> ProviderAccount:
+    """Creates or updates ``owner``'s ``provider`` account of ``address`` with new ``credentials``:
+    what an OAuth sign-in (or a delegated enrollment) ends with.
+
+    Upserted by (owner, provider, address): an existing account (``account``, the one being
+    reconnected, or the owner's account of that address) is reused. Storing credentials lifts
+    reauth_required and error (save_credentials); a disabled (disconnected) account is enabled
+    again, since signing in is asking for it to be connected. ``keep`` names credential keys of
+    an existing account that survive the new credentials (Outlook's push secret).
+    """
+    with transaction.atomic():
+        if account is None:
+            account = same_account(owner, provider, {"email": address})
+        if account is None:
+            account = ProviderAccount(owner=owner, provider=provider, display_name=address, external_address=address,
+                                      config={"email": address})
+            return save_credentials(account, credentials)
+        account = ProviderAccount.objects.select_for_update().get(pk=account.pk)
+        kept = {key: value for key, value in (account.credentials or {}).items() if key in keep}
+        account.config = {**(account.config or {}), "email": address}
+        account.external_address = address
+        save_credentials(account, {**kept, **credentials})
+        enable_accounts(ProviderAccount.objects.filter(pk=account.pk))
+    account.refresh_from_db()
+    return account
+
+
 def disable_account(account: ProviderAccount, reason: str, **fields: Any) -> None:
     """Stops syncing the account until it is re-enabled.
 

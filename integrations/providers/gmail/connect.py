@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 from django.conf import settings
-from django.db import transaction
 from google_auth_oauthlib.flow import Flow
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
@@ -153,26 +152,8 @@ def _exchange_error(error: OAuth2Error) -> OAuthError:
 
 def save_account(owner: Any, address: str, credentials: dict[str, Any], *,
                  account: ProviderAccount | None = None) -> ProviderAccount:
-    """Creates or updates ``owner``'s Gmail account of ``address`` with new ``credentials``.
-
-    Upserted by (owner, provider, address): an existing account (``account``, or the owner's
-    account of that address) is reused. Storing credentials lifts reauth_required and error
-    (accounts.save_credentials); a disabled (disconnected) account is enabled again, since
-    signing in is asking for it to be connected. Used by the OAuth callback and by enroll.
-    """
+    """Creates or updates ``owner``'s Gmail account of ``address`` (accounts.save_signed_in_account).
+    Used by the OAuth callback and by enroll."""
     from integrations import accounts
-    from integrations.models import ProviderAccount
 
-    with transaction.atomic():
-        if account is None:
-            account = accounts.same_account(owner, "gmail", {"email": address})
-        if account is None:
-            account = ProviderAccount(owner=owner, provider="gmail", display_name=address, external_address=address,
-                                      config={"email": address})
-            return accounts.save_credentials(account, credentials)
-        account.config = {**(account.config or {}), "email": address}
-        account.external_address = address
-        accounts.save_credentials(account, credentials)
-        accounts.enable_accounts(ProviderAccount.objects.filter(pk=account.pk))
-    account.refresh_from_db()
-    return account
+    return accounts.save_signed_in_account(owner, "gmail", address, credentials, account=account)

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msal
 import requests
 from django.conf import settings
-from django.db import transaction
 
 from integrations.providers.connect import OAuthConnect, OAuthError
 from integrations.providers.outlook import auth
@@ -159,27 +158,9 @@ class OutlookConnect(OAuthConnect):
 
 def save_account(owner: Any, address: str, credentials: dict[str, Any], *,
                  account: ProviderAccount | None = None) -> ProviderAccount:
-    """Creates or updates ``owner``'s Outlook account of ``address`` with new ``credentials``.
-
-    Upserted by (owner, provider, address). Storing credentials lifts reauth_required and error
-    (accounts.save_credentials); a disabled (disconnected) account is enabled again. A push
-    secret already stored (client_state) is kept: its subscription stays valid.
-    """
+    """Creates or updates ``owner``'s Outlook account of ``address`` (accounts.save_signed_in_account).
+    A push secret already stored (client_state) is kept: its subscription stays valid."""
     from integrations import accounts
-    from integrations.models import ProviderAccount
 
-    with transaction.atomic():
-        if account is None:
-            account = accounts.same_account(owner, "outlook", {"email": address})
-        if account is None:
-            account = ProviderAccount(owner=owner, provider="outlook", display_name=address, external_address=address,
-                                      config={"email": address})
-            return accounts.save_credentials(account, credentials)
-        account = ProviderAccount.objects.select_for_update().get(pk=account.pk)
-        kept = {key: value for key, value in (account.credentials or {}).items() if key == "client_state"}
-        account.config = {**(account.config or {}), "email": address}
-        account.external_address = address
-        accounts.save_credentials(account, {**kept, **credentials})
-        accounts.enable_accounts(ProviderAccount.objects.filter(pk=account.pk))
-    account.refresh_from_db()
-    return account
+    return accounts.save_signed_in_account(owner, "outlook", address, credentials, account=account,
+                                           keep=("client_state",))
