@@ -8,7 +8,6 @@ import urllib.parse
 from typing import Any
 
 import pytest
-import requests
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -17,6 +16,7 @@ from rest_framework.test import APIClient
 from integrations.models import OAuthState, ProviderAccount, SyncRun
 from integrations.providers.gmail.connect import GMAIL_READONLY
 from tests.fakes.gmail import FakeGmail
+from tests.web.oauth_signin import SignIn
 
 pytestmark = pytest.mark.django_db
 
@@ -34,29 +34,8 @@ def google(gmail_fake: FakeGmail, settings, monkeypatch) -> FakeGmail:
     return gmail_fake
 
 
-def start(client: Client, url: str = "/connections/connect/gmail/", **extra: Any) -> str:
-    """POSTs the sign-in form and returns the consent page URL it redirects to."""
-    response = client.post(url, **extra)
-    assert response.status_code == 302, response.content[:500]
-    return response["Location"]
-
-
-def consent(authorize_url: str) -> str:
-    """The browser at Google's consent page: returns where Google sends it back (the callback URL)."""
-    answer = requests.get(authorize_url, allow_redirects=False, timeout=10)
-    assert answer.status_code == 302, answer.text
-    return answer.headers["Location"]
-
-
-def callback(client: Client, location: str) -> Any:
-    """The browser following Google's redirect back to this site."""
-    assert location.startswith(PUBLIC_URL + CALLBACK), location
-    split = urllib.parse.urlsplit(location)
-    return client.get(split.path, dict(urllib.parse.parse_qsl(split.query)))
-
-
-def connect(client: Client) -> Any:
-    return callback(client, consent(start(client)))
+SIGN_IN = SignIn("gmail", PUBLIC_URL)
+start, consent, callback, connect = SIGN_IN.start, SIGN_IN.consent, SIGN_IN.callback, SIGN_IN.connect
 
 
 def stored_credentials_column(account: ProviderAccount) -> str:

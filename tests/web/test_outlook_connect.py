@@ -7,13 +7,13 @@ import urllib.parse
 from typing import Any
 
 import pytest
-import requests
 from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
 from integrations.models import OAuthState, ProviderAccount, SyncRun
 from tests.fakes.graph import CLIENT_SECRET, FakeGraph
+from tests.web.oauth_signin import SignIn
 
 pytestmark = pytest.mark.django_db
 
@@ -29,27 +29,8 @@ def microsoft(graph_fake: FakeGraph, settings) -> FakeGraph:
     return graph_fake
 
 
-def start(client: Client, url: str = "/connections/connect/outlook/") -> str:
-    response = client.post(url)
-    assert response.status_code == 302, response.content[:500]
-    return response["Location"]
-
-
-def consent(authorize_url: str) -> str:
-    """The browser at Microsoft's consent page (the fake, over TLS trusted through REQUESTS_CA_BUNDLE)."""
-    answer = requests.get(authorize_url, allow_redirects=False, timeout=10)
-    assert answer.status_code == 302, answer.text
-    return answer.headers["Location"]
-
-
-def callback(client: Client, location: str) -> Any:
-    assert location.startswith(PUBLIC_URL + CALLBACK), location
-    split = urllib.parse.urlsplit(location)
-    return client.get(split.path, dict(urllib.parse.parse_qsl(split.query)))
-
-
-def connect(client: Client) -> Any:
-    return callback(client, consent(start(client)))
+SIGN_IN = SignIn("outlook", PUBLIC_URL)
+start, consent, callback, connect = SIGN_IN.start, SIGN_IN.consent, SIGN_IN.callback, SIGN_IN.connect
 
 
 def assert_refused(response: Any, code: str, words: str) -> None:
