@@ -23,6 +23,8 @@ from automation.models import AccountAutomation, AutomationPreferences, Suggesti
 from conversations.messages import Direction
 from conversations.models import Communication, Participant
 from integrations.models import ProviderAccount
+from integrations.providers.base import Capability
+from integrations.providers.registry import provider_class
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,48 @@ def account_automation(account: ProviderAccount) -> AccountAutomation:
     """The account's switches (an unsaved row with the defaults when it has none)."""
     row = AccountAutomation.objects.filter(account=account).first()
     return row or AccountAutomation(account=account, suggestions_enabled=settings.SUGGESTIONS_ENABLED_BY_DEFAULT)
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """One account's automation switches as the settings page shows them."""
+
+    account: ProviderAccount
+    suggestions_enabled: bool
+    write_back: bool
+    can_write_back: bool  # the provider has Capability.MARK_READ
+    write_back_blocker: str  # with write-back on: what the user must do first (e.g. reconnect); else ""
+
+
+def account_settings(user: Any) -> list[AccountSettings]:
+    """The user's accounts (not disabled ones) with their switches: two queries and no network."""
+    accounts = list(ProviderAccount.objects.filter(owner=user).exclude(status=ProviderAccount.Status.DISABLED)
+                    .order_by("display_name", "pk"))
+    rows = {row.account_id: row for row in AccountAutomation.objects.filter(account__in=accounts)}
+    result = []
+    for account in accounts:
+        row = rows.get(account.pk) or AccountAutomation(
+            account=account, suggestions_enabled=settings.SUGGESTIONS_ENABLED_BY_DEFAULT)
+        provider = provider_class(account.provider)
+        can = Capability.MARK_READ in provider.capabilities
+        blocker = (provider.missing_grant(account, Capability.MARK_READ) or "") if can and row.write_back else ""
+        result.append(AccountSettings(account, row.suggestions_enabled, row.write_back and can, can, blocker))
+    return result
+
+
+def save_account_settings(account: ProviderAccount, *, suggestions_enabled: bool, write_back: bool) -> AccountAutomation:
+    """Stores an account's switches. Write-back is kept off for a provider that cannot do it."""
+    write_back = write_back and Capability.MARK_READ in provider_class(account.provider).capabilities
+    row, _created = AccountAutomation.objects.update_or_create(
+        account=account, defaults={"suggestions_enabled": suggestions_enabled, "write_back": write_back})
+    return row
+
+
+def save_preferences(user: Any, *, auto_approve_threshold: float | None, time_zone: str) -> AutomationPreferences:
+    """Stores a user's preferences (None / "": the server's default)."""
+    row, _created = AutomationPreferences.objects.update_or_create(
+        user=user, defaults={"auto_approve_threshold": auto_approve_threshold, "time_zone": time_zone})
+    return row
 
 
 # ------------------------------------------------------------------------------------ suggesting

@@ -1,16 +1,28 @@
 """Write-back: when a task made from an e-mail is done, the provider's copy is marked processed.
 
 Through the provider interface: a provider with Capability.MARK_READ implements
-``mark_read(refs)`` (IMAP sets \\Seen on every copy the account has). Gmail would remove UNREAD,
-which needs the gmail.modify scope the connect flow does not ask for yet: it is recorded as
-unsupported rather than faked. The outcome, and any failure, is stored on the task.
+``mark_read(refs)`` (IMAP sets \\Seen on every copy the account has; Gmail removes UNREAD).
+Turning write-back on for an account makes it *want* MARK_READ (integrations.grants, registered
+by ``wanted_capabilities``), so Gmail's next sign-in asks for gmail.modify; until the user has
+allowed it, the provider's ``missing_grant`` says what to do and that is the task's failure.
+The outcome, and any failure, is stored on the task.
 """
 from __future__ import annotations
 
-from automation.models import Task
+from collections.abc import Iterable
+
+from automation.models import AccountAutomation, Task
 from conversations.models import MessageRef
+from integrations.models import ProviderAccount
 from integrations.providers.base import Capability, ProviderError
 from integrations.providers.registry import provider_class
+
+
+def wanted_capabilities(account: ProviderAccount) -> Iterable[Capability]:
+    """integrations.grants wanter: MARK_READ for an account whose write-back is on."""
+    if AccountAutomation.objects.filter(account=account, write_back=True).exists():
+        return (Capability.MARK_READ,)
+    return ()
 
 
 def write_back(task: Task) -> str:
@@ -25,6 +37,9 @@ def write_back(task: Task) -> str:
         task.write_back_error = f"Write-back is not available for {provider.display_name} ({account.provider}) accounts yet."
     else:
         try:
+            missing = provider.missing_grant(account, Capability.MARK_READ)
+            if missing:
+                raise ProviderError(missing)
             refs = list(MessageRef.objects.filter(account=account, communication=communication)
                         .values_list("ref", flat=True))
             if not refs:

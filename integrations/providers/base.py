@@ -178,6 +178,19 @@ class MessageProvider:
         """
         return 0
 
+    @classmethod
+    def missing_grant(cls, account: ProviderAccount, capability: Capability) -> str | None:
+        """What the user must do before this provider can do ``capability`` for ``account``
+        (e.g. sign in again and allow a wider scope); None when nothing stands in the way.
+
+        Read from the stored credentials only, never over the network: the settings pages ask it
+        for every account. Without the capability at all, says so. A provider whose grants are
+        per-scope (OAuth) overrides it; the default needs nothing more than the capability.
+        """
+        if capability not in cls.capabilities:
+            return f"{cls.display_name} accounts cannot do this ({capability})."
+        return None
+
     def authenticate(self) -> None:
         raise NotImplementedError
 
