@@ -20,9 +20,10 @@ from django.utils.timesince import timesince
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
+from integrations import grants
 from integrations.accounts import disconnect_account, update_account
-from integrations.card_extras import attach_card_extras
 from integrations.api.serializers import current_run
+from integrations.card_extras import attach_card_extras
 from integrations.forms import (
     ConnectForm,
     DisconnectForm,
@@ -33,8 +34,8 @@ from integrations.forms import (
     SyncRequestForm,
 )
 from integrations.models import ProviderAccount, SyncRun
-from integrations.providers.connect import ConnectMethod, OAuthConnect, OAuthError, connect_method
 from integrations.providers.base import Capability
+from integrations.providers.connect import ConnectMethod, OAuthConnect, OAuthError, connect_method
 from integrations.providers.registry import PROVIDERS, provider_class
 from integrations.tasks import ACTIVE, NotSyncable, SyncInProgress, request_sync
 
@@ -143,6 +144,9 @@ def oauth_callback(request: HttpRequest, provider: str) -> HttpResponse:
         return render(request, "integrations/oauth_error.html",
                       {"label": label, "provider": provider, "message": str(error), "code": error.code}, status=400)
     messages.success(request, f"Connected {account}: its sync has started.")
+    # The user may untick a wider permission a feature asked for (Google's granular consent).
+    for missing in grants.missing(account).values():
+        messages.warning(request, missing)
     _start_sync(request, account)
     return redirect("integrations:connections")
 

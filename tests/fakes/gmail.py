@@ -40,6 +40,7 @@ from tests.fakes.google_oauth import (
     GMAIL_READONLY,
     GMAIL_SCOPES,
     METADATA_SCOPE,
+    MODIFY_SCOPES,
     AccessToken,
     OAuthState,
     Response,
@@ -208,6 +209,11 @@ class FakeGmail:
             self._ensure(email)
             self._oauth.consent_email, self._oauth.consent_denied = email, False
 
+    def untick_on_consent(self, *scopes: str) -> None:
+        """The user will untick these scopes on the consent page: the code grants the others."""
+        with self._lock:
+            self._oauth.consent_unticked = frozenset(scopes)
+
     def deny_consent(self) -> None:
         with self._lock:
             self._oauth.consent_denied = True
@@ -312,6 +318,9 @@ class FakeGmail:
             if method == "POST" and rest == "stop":
                 box.stop_calls += 1
                 return 204, {}, b""
+            modify_match = re.fullmatch(r"messages/([^/]+)/modify", rest)
+            if method == "POST" and modify_match:
+                return self._modify(box, token, modify_match[1], body)
             msg_match = re.fullmatch(r"messages/([^/]+)", rest)
             if method == "GET" and msg_match:
                 msg = box.get(msg_match[1])
@@ -378,6 +387,30 @@ class FakeGmail:
         box.watch_requests.append(request)
         expiration = int((time.time() + 7 * 86400) * 1000)
         return json_response(200, {"historyId": str(box.history_id), "expiration": str(expiration)})
+
+    def _modify(self, box: Mailbox, token: AccessToken, message_id: str, body: bytes) -> Response:
+        """users.messages.modify: needs gmail.modify (or full access); answers the message's
+        id, threadId and labelIds; the label change is recorded in the history."""
+        if token.scopes.isdisjoint(MODIFY_SCOPES):
+            return google_error(403, "Request had insufficient authentication scopes.", "insufficientPermissions")
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            return _bad_request("Invalid JSON payload received.")
+        if not isinstance(request, dict):
+            return _bad_request("Invalid JSON payload received.")
+        add, remove = list(request.get("addLabelIds") or []), list(request.get("removeLabelIds") or [])
+        if not add and not remove:
+            return _bad_request("No label add or removes specified")
+        msg = box.get(message_id)
+        if msg is None:
+            return _not_found()
+        try:
+            box.label(message_id, add=add, remove=remove)
+        except ValueError:
+            return _bad_request("Invalid label: " + ", ".join(add))
+        box.modify_requests.append((message_id, add, remove))
+        return json_response(200, {"id": msg.id, "threadId": msg.thread_id, "labelIds": list(msg.labels)})
 
     def _get_message(self, msg: Message, token: AccessToken, params: dict[str, list[str]],
                      one: dict[str, str]) -> Response:

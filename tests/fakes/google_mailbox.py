@@ -271,6 +271,7 @@ class Mailbox:
         self.email = email
         self.history_id = first_history_id
         self.watch_requests: list[dict] = []
+        self.modify_requests: list[tuple[str, list[str], list[str]]] = []  # (id, added, removed)
         self.stop_calls = 0
         self._lock = lock
         self._messages: dict[str, Message] = {}

@@ -23,6 +23,9 @@ from google.auth import crypt, jwt
 
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 # Any of these lets a token read mail; gmail.metadata reads only headers (no raw, no q).
+GMAIL_MODIFY = "https://www.googleapis.com/auth/gmail.modify"
+# What users.messages.modify accepts.
+MODIFY_SCOPES = frozenset({"https://mail.google.com/", GMAIL_MODIFY})
 GMAIL_SCOPES = frozenset({
     "https://mail.google.com/", GMAIL_READONLY, "https://www.googleapis.com/auth/gmail.modify",
     "https://www.googleapis.com/auth/gmail.metadata",
@@ -119,6 +122,8 @@ class OAuthState:
         self.service_accounts: dict[str, ServiceAccount] = {}
         self.consent_email: str | None = None
         self.consent_denied = False
+        # Scopes the user unticks on the consent page (Google's granular consent): not granted.
+        self.consent_unticked: frozenset[str] = frozenset()
         self.token_endpoint_failure: int | None = None
 
     # --- tokens
@@ -179,10 +184,11 @@ class OAuthState:
                 return 400, {"Content-Type": "text/plain"}, b"fake: call consent_as(email) before the consent page"
             self._ensure_mailbox(email)
             code = "4/fake-" + secrets.token_urlsafe(32)
-            scopes = frozenset(params["scope"].split())
+            asked = params["scope"].split()
+            scopes = frozenset(asked) - self.consent_unticked
             self.codes[code] = AuthCode(email, self.client_id, redirect_uri, params["code_challenge"], scopes,
                                         params.get("access_type") == "offline", time.time() + 600)
-            answer.update(code=code, scope=params["scope"])
+            answer.update(code=code, scope=" ".join(scope for scope in asked if scope in scopes))
         if "state" in params:
             answer["state"] = params["state"]
         sep = "&" if urllib.parse.urlparse(redirect_uri).query else "?"

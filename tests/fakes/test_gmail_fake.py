@@ -30,6 +30,7 @@ from tests.fakes.google_mailbox import parse_meta
 from tests.fakes.google_synthetic import synthetic_message
 
 READONLY = "https://www.googleapis.com/auth/gmail.readonly"
+MODIFY = "https://www.googleapis.com/auth/gmail.modify"
 USER = "alice@example.com"
 
 
@@ -261,6 +262,40 @@ def test_watch_and_stop(fake: FakeGmail) -> None:
     assert box.stop_calls == 1
 
 
+def test_modify_needs_the_modify_scope_and_records_history(fake: FakeGmail) -> None:
+    box = fake.add_mailbox(USER)
+    unread = box.add(rfc822(1), labels=("INBOX", "UNREAD"))
+    start = box.history_id
+    with pytest.raises(HttpError) as err:  # a gmail.readonly token may not change anything
+        service_for(fake).users().messages().modify(userId="me", id=unread, body={"removeLabelIds": ["UNREAD"]}).execute()
+    assert err.value.status_code == 403 and "insufficientPermissions" in err.value.content.decode()
+    assert box.get(unread).labels == ["INBOX", "UNREAD"] and box.modify_requests == []
+    tokens = fake.issue_tokens(USER, scopes=(READONLY, MODIFY))
+    messages = gmail(fake, credentials(fake, tokens)).users().messages()
+    answer = messages.modify(userId="me", id=unread, body={"removeLabelIds": ["UNREAD"]}).execute()
+    assert answer == {"id": unread, "threadId": box.get(unread).thread_id, "labelIds": ["INBOX"]}
+    assert box.modify_requests == [(unread, [], ["UNREAD"])]
+    record = gmail(fake, credentials(fake, tokens)).users().history().list(userId="me", startHistoryId=start).execute()
+    assert record["history"][0]["labelsRemoved"][0]["labelIds"] == ["UNREAD"]
+    for message_id, body, status in (("nope", {"removeLabelIds": ["UNREAD"]}, 404), (unread, {}, 400),
+                                     (unread, {"addLabelIds": ["Label_99"]}, 400)):
+        with pytest.raises(HttpError) as err:
+            messages.modify(userId="me", id=message_id, body=body).execute()
+        assert err.value.status_code == status
+
+
+def test_unticked_scopes_are_not_granted(fake: FakeGmail, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    monkeypatch.setenv("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")  # oauthlib would raise on the narrower grant
+    fake.consent_as(USER)
+    fake.untick_on_consent(MODIFY)
+    flow = _flow(fake, scopes=[READONLY, MODIFY])
+    url, _state = flow.authorization_url(access_type="offline", prompt="consent")
+    answer = _consent(url)
+    assert answer["scope"] == READONLY
+    assert flow.fetch_token(code=answer["code"])["scope"] == [READONLY]
+
+
 def test_expired_access_token_is_refreshed(fake: FakeGmail) -> None:
     fake.add_mailbox(USER)
     tokens = fake.issue_tokens(USER)
@@ -318,10 +353,10 @@ def _consent(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(location).query).items()}
 
 
-def _flow(fake: FakeGmail) -> Flow:
+def _flow(fake: FakeGmail, scopes: list[str] | None = None) -> Flow:
     config = {"web": {"client_id": fake.client_id, "client_secret": fake.client_secret,
                       "auth_uri": fake.url + "/o/oauth2/auth", "token_uri": fake.url + "/token"}}
-    return Flow.from_client_config(config, scopes=[READONLY], redirect_uri="http://app.test/oauth/callback")
+    return Flow.from_client_config(config, scopes=scopes or [READONLY], redirect_uri="http://app.test/oauth/callback")
 
 
 def test_oauth_consent_pkce_and_one_time_codes(fake: FakeGmail, monkeypatch: pytest.MonkeyPatch) -> None:

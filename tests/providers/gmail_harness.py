@@ -8,6 +8,7 @@ from typing import Any
 from integrations.accounts import save_credentials
 from integrations.models import ProviderAccount
 from tests.fakes.gmail import FakeGmail
+from tests.fakes.google_oauth import GMAIL_MODIFY, GMAIL_READONLY
 from tests.providers.imap_harness import make_raw
 
 EMAIL = "carol.gmail@example.com"
@@ -47,6 +48,17 @@ class GmailHarness:
         added = [self.box.add(raw, **options) for raw in raws]
         self.ids += added
         return added
+
+    def add_unread(self, count: int) -> None:
+        self.append_raw([make_raw() for _ in range(count)], labels=("INBOX", "UNREAD"))
+
+    def allow_mark_read(self, account: ProviderAccount) -> None:
+        """The user reconnected allowing gmail.modify."""
+        save_credentials(account, oauth_credentials(self.fake.issue_tokens(self.email, scopes=(GMAIL_READONLY, GMAIL_MODIFY))))
+
+    def read_states(self) -> list[bool]:
+        messages = [self.box.get(message_id) for message_id in self.ids]
+        return ["UNREAD" not in m.labels for m in messages if m is not None]
 
     def add_malformed(self) -> None:
         self.append_raw([b"Subject: =?bogus?Q?x?=\r\nFrom: ;;;@@@\r\nDate: yesterday-ish\r\n\r\n\xff\xfe garbage\r\n"])

@@ -64,6 +64,19 @@ class ImapHarness:
         with self.connection() as client:
             return append_many(client, folder or self.folder, raws)
 
+    def add_unread(self, count: int) -> None:
+        self.add_messages(count)  # appended without \\Seen
+
+    def allow_mark_read(self, account: ProviderAccount) -> None:
+        """Nothing to allow: the login may set flags."""
+
+    def read_states(self) -> list[bool]:
+        """Whether each message of the folder is \\Seen, in UID (append) order."""
+        with self.connection() as client:
+            client.select_folder(self.folder, readonly=True)
+            flags = client.get_flags(client.search(["ALL"]))
+            return [b"\\Seen" in flags[uid] for uid in sorted(flags)]
+
     def add_malformed(self) -> None:
         self.append_raw([b"Subject: =?bogus?Q?x?=\r\nFrom: ;;;@@@\r\nDate: yesterday-ish\r\n\r\n\xff\xfe garbage\r\n"])
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 import integrations.quarantine as quarantine_module
 import integrations.sync as sync_module
-from conversations.models import Communication
+from conversations.models import Communication, MessageRef
 from integrations.accounts import save_credentials
 from integrations.models import ProviderAccount, SyncRun
 from integrations.providers.base import Capability
@@ -218,6 +218,27 @@ def test_a_historical_range_leaves_the_cursor_and_stores_nothing_twice(harness):
     harness.add_messages(2)
     sync_account(account.pk)
     assert (last_run(account).kind, last_run(account).fetched) == ("delta", 2)
+
+
+def test_mark_read_changes_only_the_messages_asked_for(harness):
+    """The one write (Capability.MARK_READ), once the user allowed it: exactly the asked message
+    becomes read at the provider, the others stay unread, and a later sync sees it read."""
+    account = harness.make_account()
+    provider = provider_class(account.provider)
+    if Capability.MARK_READ not in provider.capabilities:
+        pytest.skip(f"{account.provider} cannot mark messages read")
+    harness.add_unread(3)
+    harness.allow_mark_read(account)
+    assert provider.missing_grant(account, Capability.MARK_READ) is None
+    sync_account(account.pk)
+    middle = Communication.objects.filter(account=account).order_by("sent_at")[1]
+    refs = list(MessageRef.objects.filter(communication=middle).values_list("ref", flat=True))
+    with provider(account) as connection:
+        connection.mark_read(refs)
+    assert harness.read_states() == [False, True, False]
+    sync_account(account.pk)
+    assert [c.is_read for c in Communication.objects.filter(account=account).order_by("sent_at")] == [
+        False, True, False]
 
 
 def test_the_provider_is_never_changed(harness):

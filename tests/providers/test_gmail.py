@@ -14,8 +14,10 @@ from django.utils import timezone
 
 from conversations.models import Communication
 from integrations.models import ProviderAccount, SyncRun
+from integrations.providers.base import Capability, PermanentError
 from integrations.providers.gmail import client as client_module
 from integrations.providers.gmail.client import QuotaBucket
+from integrations.providers.gmail.connect import GMAIL_MODIFY, GMAIL_READONLY
 from integrations.providers.gmail.credentials import fresh_credentials
 from integrations.providers.gmail.provider import GmailProvider
 from integrations.sync import sync_account
@@ -334,3 +336,41 @@ def test_the_quota_bucket_paces_calls_in_units(slept):
     assert slept == []
     bucket.take(250)  # a batch of 50 gets: allowed into debt, then waited off
     assert slept and 2.4 <= slept[-1] <= 2.6
+
+
+# --- write-back: the one change, only with gmail.modify -----------------------------------------
+
+def test_mark_read_without_gmail_modify_says_to_reconnect_and_changes_nothing(harness):
+    [unread] = harness.append_raw([make_raw()], labels=("INBOX", "UNREAD"))
+    account = harness.make_account()  # signed in read-only
+    blocker = GmailProvider.missing_grant(account, Capability.MARK_READ)
+    assert "read-only access" in blocker and "reconnect it" in blocker
+    with GmailProvider(account) as provider, pytest.raises(PermanentError, match="read-only access"):
+        provider.mark_read([unread])
+    assert harness.box.modify_requests == [] and "UNREAD" in harness.box.get(unread).labels
+
+
+def test_mark_read_when_google_withdrew_the_permission(harness):
+    [unread] = harness.append_raw([make_raw()], labels=("INBOX", "UNREAD"))
+    account = harness.make_account()
+    # The stored grant says gmail.modify, but the token Google honours no longer carries it.
+    account.credentials = {**account.credentials, "scopes": [GMAIL_READONLY, GMAIL_MODIFY]}
+    with GmailProvider(account) as provider, pytest.raises(PermanentError, match="Reconnect the account and allow"):
+        provider.mark_read([unread])
+    assert "UNREAD" in harness.box.get(unread).labels
+
+
+def test_mark_read_of_a_message_deleted_since_the_sync(harness):
+    [gone] = harness.append_raw([make_raw()], labels=("INBOX", "UNREAD"))
+    account = harness.make_account()
+    harness.allow_mark_read(account)
+    harness.box.delete(gone)
+    with GmailProvider(account) as provider, pytest.raises(PermanentError, match="no longer in the Gmail mailbox"):
+        provider.mark_read([gone])
+
+
+def test_a_service_account_mailbox_cannot_mark_read(harness):
+    account = harness.make_account()
+    account.credentials = {"kind": "service_account", "service_account_info": {}, "subject": harness.email}
+    assert "service account" in GmailProvider.missing_grant(account, Capability.MARK_READ)
+    assert GmailProvider.missing_grant(account, Capability.EMAIL) is None

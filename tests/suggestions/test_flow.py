@@ -206,3 +206,38 @@ def test_write_back_sets_seen_on_the_imap_server_and_nothing_else(user, imap_use
         flags = {data[b"ENVELOPE"].subject.decode(): data[b"FLAGS"]
                  for data in client.fetch(client.search(["ALL"]), ["FLAGS", "ENVELOPE"]).values()}
     assert b"\\Seen" in flags["Contract"] and b"\\Seen" not in flags["Other"]
+
+
+def _gmail_task(user, gmail_fake, queued, settings) -> tuple[Task, object, str]:
+    """A task from a synced, unread Gmail message of an account with write-back on."""
+    from tests.providers.gmail_harness import GmailHarness
+    from tests.providers.imap_harness import make_raw
+
+    settings.SUGGESTIONS_MAX_AGE_DAYS = 100_000
+    harness = GmailHarness(gmail_fake, user)
+    [gmail_id] = harness.append_raw([make_raw(subject="Contract", to=harness.email,
+                                              body="Could you please sign the contract by Friday?")],
+                                    labels=("INBOX", "UNREAD"))
+    account = harness.make_account()
+    assert sync_account(account.pk).status == "succeeded"
+    AccountAutomation.objects.create(account=account, write_back=True)
+    contract = account.communications.get()
+    suggest_communications(account.pk, [contract.pk])
+    suggestion = Suggestion.objects.get(communication=contract)
+    task = suggestion.task if suggestion.status == Suggestion.Status.AUTO_APPROVED else services.approve(suggestion)
+    return task, harness, gmail_id
+
+
+def test_gmail_write_back_waits_for_the_modify_permission_then_removes_unread(user, gmail_fake, queued, settings):
+    task, harness, gmail_id = _gmail_task(user, gmail_fake, queued, settings)
+    services.complete(task)
+    assert write_back_task(task.pk) == "failed"  # connected read-only: says what to do, changes nothing
+    task.refresh_from_db()
+    assert task.status == Task.Status.DONE and "reconnect it and allow Gmail to modify" in task.write_back_error
+    assert "UNREAD" in harness.box.get(gmail_id).labels and harness.box.modify_requests == []
+    harness.allow_mark_read(task.communication.account)
+    assert write_back_task(task.pk) == "done"
+    task.refresh_from_db()
+    assert task.write_back == Task.WriteBack.DONE and task.write_back_error == ""
+    assert harness.box.modify_requests == [(gmail_id, [], ["UNREAD"])]
+    assert "UNREAD" not in harness.box.get(gmail_id).labels

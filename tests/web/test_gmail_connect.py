@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from integrations.models import OAuthState, ProviderAccount, SyncRun
-from integrations.providers.gmail.connect import GMAIL_READONLY
+from integrations.providers.gmail.connect import GMAIL_MODIFY, GMAIL_READONLY
 from tests.fakes.gmail import FakeGmail
 from tests.web.oauth_signin import SignIn
 
@@ -128,6 +128,50 @@ def test_reconnect_lifts_reauth_required_and_reuses_the_account(signed_in, user,
     assert (account.status, account.last_error, account.next_sync_at is not None) == ("connected", "", True)
     assert account.credentials["refresh_token"] != old["refresh_token"]
     assert SyncRun.objects.filter(account=account, status="queued").exists()
+
+
+def scopes_asked(authorize_url: str) -> list[str]:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(authorize_url).query))["scope"].split()
+
+
+def test_write_back_makes_the_reconnect_ask_for_gmail_modify_and_only_then(signed_in, google):
+    from automation.models import AccountAutomation
+
+    connect(signed_in)
+    account = ProviderAccount.objects.get()
+    assert scopes_asked(start(signed_in, f"/connections/{account.pk}/reconnect/")) == [GMAIL_READONLY]
+    automation = AccountAutomation.objects.create(account=account, write_back=True)
+    assert scopes_asked(start(signed_in, "/connections/connect/gmail/")) == [GMAIL_READONLY]  # a new account
+    authorize_url = start(signed_in, f"/connections/{account.pk}/reconnect/")
+    assert scopes_asked(authorize_url) == [GMAIL_READONLY, GMAIL_MODIFY]
+    response = callback(signed_in, consent(authorize_url))
+    assert response.status_code == 302
+    account.refresh_from_db()
+    assert sorted(account.credentials["scopes"]) == sorted([GMAIL_READONLY, GMAIL_MODIFY])
+    page = signed_in.get("/connections/").content.decode()
+    assert "read-only access" not in page
+    # Write-back turned off again: the next sign-in is read-only, and so is what it stores.
+    automation.write_back = False
+    automation.save()
+    callback(signed_in, consent(start(signed_in, f"/connections/{account.pk}/reconnect/")))
+    account.refresh_from_db()
+    assert account.credentials["scopes"] == [GMAIL_READONLY]
+
+
+def test_modify_unticked_on_the_consent_page_connects_read_only_and_says_so(signed_in, google):
+    from automation.models import AccountAutomation
+
+    connect(signed_in)
+    account = ProviderAccount.objects.get()
+    AccountAutomation.objects.create(account=account, write_back=True)
+    google.untick_on_consent(GMAIL_MODIFY)
+    response = callback(signed_in, consent(start(signed_in, f"/connections/{account.pk}/reconnect/")))
+    assert response.status_code == 302
+    account.refresh_from_db()
+    assert account.status == "connected" and account.credentials["scopes"] == [GMAIL_READONLY]
+    page = signed_in.get("/connections/").content.decode()
+    assert "Connected alice.work@example.com" in page
+    assert "was connected with read-only access" in page and "allow Gmail to modify your messages" in page
 
 
 def test_connect_again_reuses_the_account_of_the_same_address(signed_in, google):

@@ -18,8 +18,11 @@ What it takes care of, once for the provider, the push code and the connect flow
   with its reason recorded, and the parts that succeeded are kept.
 
 Every HTTP round trip (a batch counts once) is reported through ``on_call``, for the SyncRun's
-``api_calls``. Only read-only (gmail.readonly) calls exist here, plus watch/stop of push
-notifications, which change nothing in the mailbox.
+``api_calls``. Syncs make only read-only (gmail.readonly) calls, plus watch/stop of push
+notifications, which change nothing in the mailbox. The one change, ``modify_labels``, is
+made only for a feature the user turned on (task write-back removes UNREAD) and needs
+gmail.modify: a token without it is answered 403 insufficientPermissions, raised as
+MissingScope.
 """
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ QUOTA_UNITS = {
     "history.list": 2,
     "messages.list": 5,
     "messages.get": 5,
+    "messages.modify": 5,
     "watch": 100,
     "stop": 50,
 }
@@ -82,6 +86,10 @@ sleep = time.sleep  # monkeypatched by tests
 
 class NotFound(PermanentError):
     """The API answered 404 (an expired history id, a message deleted since it was listed)."""
+
+
+class MissingScope(PermanentError):
+    """The API answered 403 insufficientPermissions: the token lacks the scope the call needs."""
 
 
 # --- quota ------------------------------------------------------------------------------------
@@ -198,6 +206,8 @@ def _raise(failure: Failure, doing: str) -> None:
         raise RateLimited(f"Gmail is rate limiting {doing} ({failure.describe()})", retry_after=failure.retry_after)
     if failure.kind == "transient":
         raise TransientError(f"Gmail failed while {doing} ({failure.describe()}); it will be retried.")
+    if failure.kind == "auth" and failure.reason == "insufficientPermissions":
+        raise MissingScope(f"Gmail's permission for {doing} was not granted ({failure.describe()}).")
     if failure.kind == "auth":
         raise AuthError(f"Reconnect Gmail: Google refused access while {doing} ({failure.describe()}).",
                         permanent=failure.status == 403)
@@ -379,6 +389,13 @@ class GmailClient:
     def stop(self) -> None:
         """users.stop: no more push notifications for this mailbox."""
         self.execute(lambda: self.users().stop(userId="me"), "stop", "stopping push notifications")
+
+    def modify_labels(self, message_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> dict[str, Any]:
+        """users.messages.modify: adds and removes label ids of one message (needs gmail.modify).
+        Raises NotFound when the message is gone, MissingScope without gmail.modify."""
+        body = {"addLabelIds": list(add), "removeLabelIds": list(remove)}
+        return self.execute(lambda: self.users().messages().modify(userId="me", id=message_id, body=body),
+                            "messages.modify", "changing a message's labels")
 
     def get_messages(self, ids: Sequence[str], fmt: str, *, parts: int = RAW_BATCH_PARTS,
                      **params: Any) -> Fetched:

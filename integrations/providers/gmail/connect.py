@@ -1,8 +1,9 @@
 """Connecting Gmail: Google's authorization-code flow with PKCE (google-auth-oauthlib).
 
-``start`` sends the user to Google's consent page asking for gmail.readonly only, with
-offline access and ``prompt=consent`` (so a refresh token comes back also when the user
-consented before), PKCE S256 and a state from integrations.oauth (bound to the user,
+``start`` sends the user to Google's consent page asking for gmail.readonly only (plus
+gmail.modify when a feature the user turned on for the account wants Capability.MARK_READ:
+task write-back; see ``scopes_for``), with offline access and ``prompt=consent`` (so a
+refresh token comes back also when the user consented before), PKCE S256 and a state from integrations.oauth (bound to the user,
 one use, ten minutes). ``finish`` (the callback) exchanges the code with the stored
 code_verifier, reads the address with users.getProfile, and creates or updates the user's
 Gmail account of that address (the storage contract is in the package docstring). Then,
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
+# Changes labels (removing UNREAD) and nothing more destructive than that: no permanent deletion.
+GMAIL_MODIFY = "https://www.googleapis.com/auth/gmail.modify"
+FULL_ACCESS = "https://mail.google.com/"
 TOKEN_TIMEOUT_SECONDS = 30
 LABEL = "Gmail"
 AGAIN = "Nothing was connected. Start again from the Connections page."
@@ -36,7 +40,6 @@ AGAIN = "Nothing was connected. Start again from the Connections page."
 
 class GmailConnect(OAuthConnect):
     provider_key: ClassVar[str] = "gmail"
-    scopes: ClassVar[tuple[str, ...]] = (GMAIL_READONLY,)
     identity_keys: ClassVar[tuple[str, ...]] = ("email",)
 
     def is_configured(self) -> bool:
@@ -45,12 +48,24 @@ class GmailConnect(OAuthConnect):
     def public_config(self, config: dict) -> dict:
         return {key: config[key] for key in ("email", "initial_days") if key in config}
 
+    @staticmethod
+    def scopes_for(account: ProviderAccount | None) -> list[str]:
+        """What a sign-in for ``account`` asks for: gmail.readonly, and gmail.modify only while a
+        feature the user enabled for it wants MARK_READ (integrations.grants). A new account,
+        or one whose write-back was turned off, signs in read-only again."""
+        from integrations import grants  # grants imports the provider registry
+        from integrations.providers.base import Capability
+
+        if Capability.MARK_READ in grants.wanted(account):
+            return [GMAIL_READONLY, GMAIL_MODIFY]
+        return [GMAIL_READONLY]
+
     def start(self, request: HttpRequest, account: ProviderAccount | None = None) -> str:
         from integrations import oauth  # the models import the provider registry
 
         state, code_verifier = oauth.begin(request.user, self.provider_key, account=account)
         extra = {"login_hint": account.external_address} if account is not None and account.external_address else {}
-        url, _state = self._flow(code_verifier).authorization_url(
+        url, _state = self._flow(code_verifier, self.scopes_for(account)).authorization_url(
             state=state, access_type="offline", prompt="consent", **extra)
         return url
 
@@ -58,7 +73,7 @@ class GmailConnect(OAuthConnect):
         from integrations import oauth
 
         record, code = oauth.callback(request, self.provider_key, LABEL)
-        credentials = self._exchange(record.code_verifier, code)
+        credentials = self._exchange(record.code_verifier, code, self.scopes_for(record.account))
         address = self._address(request.user, credentials)
         if record.account is not None and (record.account.config or {}).get("email", "").lower() != address:
             raise OAuthError(
@@ -73,23 +88,26 @@ class GmailConnect(OAuthConnect):
 
     # --- the steps of finish
 
-    def _flow(self, code_verifier: str) -> Flow:
+    def _flow(self, code_verifier: str, scopes: list[str]) -> Flow:
         from integrations import oauth
 
         client_config = {"web": {
             "client_id": settings.GOOGLE_CLIENT_ID, "client_secret": settings.GOOGLE_CLIENT_SECRET,
             "auth_uri": settings.GOOGLE_AUTH_URI, "token_uri": settings.GOOGLE_TOKEN_URI,
         }}
-        flow = Flow.from_client_config(client_config, scopes=list(self.scopes), code_verifier=code_verifier,
+        flow = Flow.from_client_config(client_config, scopes=scopes, code_verifier=code_verifier,
                                        autogenerate_code_verifier=False)
         flow.redirect_uri = oauth.redirect_uri(self.provider_key)
         return flow
 
-    def _exchange(self, code_verifier: str, code: str) -> dict[str, Any]:
-        """The code exchanged for tokens, as ``ProviderAccount.credentials`` stores them (kind oauth)."""
+    def _exchange(self, code_verifier: str, code: str, scopes: list[str]) -> dict[str, Any]:
+        """The code exchanged for tokens, as ``ProviderAccount.credentials`` stores them (kind oauth).
+        ``scopes``: those the sign-in asked for. The user may untick all but gmail.readonly: the
+        account is connected with what was granted (a missing gmail.modify shows as the
+        provider's missing_grant), and without gmail.readonly nothing is."""
         from integrations.providers.gmail.credentials import expiry_text
 
-        flow = self._flow(code_verifier)
+        flow = self._flow(code_verifier, scopes)
         try:
             flow.fetch_token(code=code, timeout=TOKEN_TIMEOUT_SECONDS)
         except Warning as changed:  # oauthlib: the granted scopes differ from those asked for
@@ -106,7 +124,7 @@ class GmailConnect(OAuthConnect):
             raise OAuthError(f"Google's sign-in service could not be reached or answered something unreadable. "
                              f"{AGAIN}", code="token_endpoint") from None
         credentials = flow.credentials
-        scopes = list(flow.oauth2session.token.get("scope") or credentials.scopes or self.scopes)
+        scopes = list(flow.oauth2session.token.get("scope") or credentials.scopes or scopes)
         if GMAIL_READONLY not in scopes:
             raise OAuthError(f"Google did not grant read access to Gmail. {AGAIN}", code="not_granted")
         if not credentials.refresh_token:

@@ -51,9 +51,16 @@ from integrations.providers.base import (
     MessageProvider,
     MessageUpdate,
     PageToken,
+    PermanentError,
 )
-from integrations.providers.gmail.client import MAX_BATCH_PARTS, RAW_BATCH_PARTS, GmailClient, NotFound
-from integrations.providers.gmail.connect import GmailConnect
+from integrations.providers.gmail.client import (
+    MAX_BATCH_PARTS,
+    RAW_BATCH_PARTS,
+    GmailClient,
+    MissingScope,
+    NotFound,
+)
+from integrations.providers.gmail.connect import FULL_ACCESS, GMAIL_MODIFY, GmailConnect
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +93,7 @@ class GmailProvider(MessageProvider):
     display_name = "Gmail"
     # No FOLDER_LABELS: Gmail reports a message's whole label set, so labels are replaced, not merged.
     capabilities = frozenset({Capability.EMAIL, Capability.OAUTH, Capability.PUSH, Capability.DELETIONS,
-                              Capability.DATE_RANGE})
+                              Capability.DATE_RANGE, Capability.MARK_READ})
     connect = GmailConnect()
     page_size = 500  # messages.list maxResults (its maximum); pages are also capped by bytes
 
@@ -105,6 +112,39 @@ class GmailProvider(MessageProvider):
         from integrations.providers.gmail.push import renew_watches  # push imports the models
 
         return renew_watches()
+
+    @classmethod
+    def missing_grant(cls, account: Any, capability: Capability) -> str | None:
+        """MARK_READ needs gmail.modify (or full access) among the scopes the user granted."""
+        refused = super().missing_grant(account, capability)
+        if refused or capability != Capability.MARK_READ:
+            return refused
+        stored = account.credentials or {}
+        if stored.get("kind") == "service_account":
+            return ("This mailbox was enrolled through a Workspace service account, which is delegated "
+                    "gmail.readonly only: Gmail messages cannot be marked read for it.")
+        if {GMAIL_MODIFY, FULL_ACCESS} & set(stored.get("scopes") or ()):
+            return None
+        return (f"{account.external_address or 'This Gmail account'} was connected with read-only access. To let "
+                "finished tasks mark their messages read, reconnect it and allow Gmail to modify your messages "
+                "on Google's page (Connections, Reconnect).")
+
+    def mark_read(self, refs: list[str]) -> None:
+        """Removes UNREAD from each ref (a Gmail message id) with users.messages.modify: the only
+        label this provider ever changes, and only for write-back."""
+        missing = self.missing_grant(self.account, Capability.MARK_READ)
+        if missing:
+            raise PermanentError(missing)
+        for ref in refs:
+            try:
+                self.client.modify_labels(ref, remove=["UNREAD"])
+            except NotFound:
+                raise PermanentError("The message is no longer in the Gmail mailbox (deleted since it was "
+                                     "synced), so it could not be marked read.") from None
+            except MissingScope:
+                raise PermanentError("Google refused to let this site change the message: the permission to "
+                                     "modify Gmail messages was withdrawn. Reconnect the account and allow it "
+                                     "(Connections, Reconnect).") from None
 
     def _count_call(self) -> None:
         self.api_calls += 1
