@@ -206,6 +206,7 @@ def test_browser_settings(signed_in_page, user, account, imap_account, imap_need
     page.get_by_role("button", name="Save preferences").click()
     expect(page.locator(".errorlist")).to_contain_text("Give a confidence from 0 to 1")
     expect(page.get_by_label("Confidence from 0 to 1")).to_have_value("1.2")
+    shot(page, "settings-error")
     page.get_by_label("Confidence from 0 to 1").fill("0.92")
     page.get_by_label("Time zone").select_option("Europe/Berlin")
     page.get_by_role("button", name="Save preferences").click()
