@@ -102,8 +102,8 @@ def task_done(request: HttpRequest, pk: int) -> HttpResponse:
 def automation_settings(request: HttpRequest) -> HttpResponse:
     """The settings page; a POST here saves the preferences (each account row posts to
     account_switches). An invalid form is shown again as typed, with its errors (400)."""
-    row = AutomationPreferences.objects.filter(user=request.user).first()
-    form = PreferencesForm(request.POST or None, initial=PreferencesForm.initial_for(row))
+    stored = AutomationPreferences.objects.filter(user=request.user).first()
+    form = PreferencesForm(request.POST or None, initial=PreferencesForm.initial_for(stored))
     if request.method == "POST" and form.is_valid():
         services.save_preferences(request.user, auto_approve_threshold=form.auto_approve_threshold,
                                   time_zone=form.cleaned_data["time_zone"])
@@ -111,7 +111,7 @@ def automation_settings(request: HttpRequest) -> HttpResponse:
         return redirect("automation:settings")
     return render(request, "automation/settings.html", {
         "form": form,
-        "account_forms": [AccountSwitchesForm(row=account) for account in services.account_settings(request.user)],
+        "account_forms": [AccountSwitchesForm(row=row) for row in services.account_settings(request.user)],
     }, status=400 if form.is_bound else 200)
 
 
@@ -127,7 +127,7 @@ def _account_row(request: HttpRequest, pk: int) -> services.AccountSettings:
 @require_POST
 def account_switches(request: HttpRequest, pk: int) -> HttpResponse:
     form = AccountSwitchesForm(request.POST, row=_account_row(request, pk))
-    if form.is_valid():  # two checkboxes: only a disabled write-back is ever overruled (kept off)
+    if form.is_valid():  # two checkboxes; a disabled write-back keeps its initial value (off)
         services.save_account_settings(form.row.account, **form.cleaned_data)
         messages.success(request, f"Saved: {form.row.account}.")
         blocker = _account_row(request, pk).write_back_blocker

@@ -10,7 +10,8 @@ from django.test import Client
 from automation.models import AccountAutomation, AutomationPreferences
 from integrations.models import ProviderAccount
 from integrations.providers.imap.provider import ImapProvider
-from tests.web.conftest import imap_account, shot  # noqa: F401 - imap_account is a fixture
+from tests.web.conftest import imap_account as _imap_account_fixture  # noqa: F401 - the fixture imap_account
+from tests.web.conftest import shot
 
 try:
     from playwright.sync_api import expect
