@@ -10,8 +10,7 @@ from django.test import Client
 from automation.models import AccountAutomation, AutomationPreferences
 from integrations.models import ProviderAccount
 from integrations.providers.imap.provider import ImapProvider
-from tests.web.conftest import imap_account as _imap_account_fixture  # noqa: F401 - the fixture imap_account
-from tests.web.conftest import shot
+from tests.web.conftest import imap_account, shot  # noqa: F401 - imap_account is a fixture
 
 try:
     from playwright.sync_api import expect
@@ -122,7 +121,7 @@ def test_unknown_time_zone_is_refused(signed_in, user):
 
 
 @pytest.mark.django_db
-def test_account_switches_are_saved(signed_in, imap_account):
+def test_account_switches_are_saved(signed_in, imap_account):  # noqa: F811
     url = f"/suggestions/settings/accounts/{imap_account.pk}/"
     response = signed_in.post(url, {"suggestions_enabled": "on", "write_back": "on"}, follow=True)
     assert response.redirect_chain == [(f"{URL}#account-{imap_account.pk}", 302)]
@@ -157,7 +156,7 @@ def test_another_users_account_cannot_be_changed(signed_in, other_account):
 
 
 @pytest.mark.django_db
-def test_blocker_is_shown_with_a_reconnect_button_and_flashed_on_saving(signed_in, imap_account, imap_needs_grant):
+def test_blocker_is_shown_with_a_reconnect_button_and_flashed_on_saving(signed_in, imap_account, imap_needs_grant):  # noqa: F811
     response = signed_in.post(f"/suggestions/settings/accounts/{imap_account.pk}/",
                               {"suggestions_enabled": "on", "write_back": "on"}, follow=True)
     page = response.content.decode()
@@ -170,7 +169,7 @@ def test_blocker_is_shown_with_a_reconnect_button_and_flashed_on_saving(signed_i
 
 
 @pytest.mark.django_db
-def test_no_blocker_while_write_back_is_off(signed_in, imap_account, imap_needs_grant):
+def test_no_blocker_while_write_back_is_off(signed_in, imap_account, imap_needs_grant):  # noqa: F811
     response = signed_in.post(f"/suggestions/settings/accounts/{imap_account.pk}/", {"suggestions_enabled": "on"},
                               follow=True)
     page = response.content.decode()
@@ -197,7 +196,7 @@ def test_read_only_gmail_with_write_back_asks_to_reconnect(signed_in, user):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_browser_settings(signed_in_page, user, account, imap_account, imap_needs_grant: str):
+def test_browser_settings(signed_in_page, user, account, imap_account, imap_needs_grant: str):  # noqa: F811
     AccountAutomation.objects.create(account=imap_account, suggestions_enabled=True, write_back=False)
     page: Any = signed_in_page
     page.goto("/suggestions/")
