@@ -1,5 +1,6 @@
 """The Suggestions page: the feed of pending suggestions (approve, edit then approve, dismiss,
-approve all above a confidence) and a small task list with "done".
+approve all above a confidence) and a small task list with "done"; and its settings page: the
+user's preferences (auto-approve, time zone) and each account's switches (suggestions, write-back).
 
 Thin views: forms validate, automation.services decides. Everything is looked up among the
 signed-in user's own objects (404 otherwise).
@@ -8,13 +9,14 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from automation import services
-from automation.forms import ApproveAboveForm, ApproveForm, DismissForm
-from automation.models import Suggestion, Task
+from automation.forms import AccountSwitchesForm, ApproveAboveForm, ApproveForm, DismissForm, PreferencesForm
+from automation.models import AutomationPreferences, Suggestion, Task
 
 FEED_SIZE = 100
 TASKS_SHOWN = 50
@@ -92,3 +94,45 @@ def task_done(request: HttpRequest, pk: int) -> HttpResponse:
     services.complete(task)
     messages.success(request, f"Done: {task.title}")
     return redirect("automation:suggestions")
+
+
+# ------------------------------------------------------------------------------------ settings
+
+@login_required
+def automation_settings(request: HttpRequest) -> HttpResponse:
+    """The settings page; a POST here saves the preferences (each account row posts to
+    account_switches). An invalid form is shown again as typed, with its errors (400)."""
+    stored = AutomationPreferences.objects.filter(user=request.user).first()
+    form = PreferencesForm(request.POST or None, initial=PreferencesForm.initial_for(stored))
+    if request.method == "POST" and form.is_valid():
+        services.save_preferences(request.user, auto_approve_threshold=form.auto_approve_threshold,
+                                  time_zone=form.cleaned_data["time_zone"])
+        messages.success(request, "Saved.")
+        return redirect("automation:settings")
+    return render(request, "automation/settings.html", {
+        "form": form,
+        "account_forms": [AccountSwitchesForm(row=row) for row in services.account_settings(request.user)],
+    }, status=400 if form.is_bound else 200)
+
+
+def _account_row(request: HttpRequest, pk: int) -> services.AccountSettings:
+    """The settings of one of the user's (not disabled) accounts; 404 for any other."""
+    for row in services.account_settings(request.user):
+        if row.account.pk == pk:
+            return row
+    raise Http404("No such account of yours.")
+
+
+@login_required
+@require_POST
+def account_switches(request: HttpRequest, pk: int) -> HttpResponse:
+    form = AccountSwitchesForm(request.POST, row=_account_row(request, pk))
+    if form.is_valid():  # two checkboxes; a disabled write-back keeps its initial value (off)
+        services.save_account_settings(form.row.account, **form.cleaned_data)
+        messages.success(request, f"Saved: {form.row.account}.")
+        blocker = _account_row(request, pk).write_back_blocker
+        if blocker:
+            messages.warning(request, blocker)
+    else:
+        messages.error(request, f"Not saved: {form.errors.as_text()}")
+    return redirect(reverse("automation:settings") + f"#account-{pk}")
