@@ -10,7 +10,7 @@ from django.utils import timezone
 from conversations.ingest import store_batch
 from conversations.models import Communication
 from tests.factories import email, message
-from tests.web.conftest import _fast_password_hashing, browser, page, signed_in_page  # noqa: F401 - fixtures
+from tests.web.conftest import _fast_password_hashing, browser, page, signed_in, signed_in_page  # noqa: F401 - fixtures
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -23,12 +23,6 @@ def _feed(account, user) -> tuple[Suggestion, Suggestion]:
     return Suggestion.objects.get(communication=strong), Suggestion.objects.get(communication=weak)
 
 
-@pytest.fixture
-def signed_in(client, user):
-    client.force_login(user)
-    return client
-
-
 @pytest.mark.django_db
 def test_feed_shows_snippet_reasoning_and_confidence(signed_in, account, user, other_account):
     strong, weak = _feed(account, user)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from automation.models import AccountAutomation, AutomationPreferences
 from integrations.models import ProviderAccount
@@ -21,12 +20,6 @@ URL = "/suggestions/settings/"
 BLOCKER = "Sign in to this mailbox again and allow marking messages read."
 GMAIL_READ_ONLY = {"kind": "oauth", "refresh_token": "x", "access_token": "y", "expiry": None,
                    "scopes": ["https://www.googleapis.com/auth/gmail.readonly"]}
-
-
-@pytest.fixture
-def signed_in(client: Client, user) -> Client:
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
