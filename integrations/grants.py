@@ -43,10 +43,12 @@ def wanted(account: ProviderAccount | None) -> frozenset[Capability]:
 
 
 def missing(account: ProviderAccount) -> dict[Capability, str]:
-    """The wanted capabilities the account's credentials do not allow, each with what to do."""
+    """The wanted capabilities the account's credentials do not allow, each with what to do.
+    A capability the provider lacks altogether is left out: no sign-in can grant it, and the
+    feature reports that itself when it runs."""
     provider = provider_class(account.provider)
     result = {}
-    for capability in sorted(wanted(account)):
+    for capability in sorted(wanted(account) & provider.capabilities):
         message = provider.missing_grant(account, capability)
         if message:
             result[capability] = message
