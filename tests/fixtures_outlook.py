@@ -41,14 +41,17 @@ def graph_fake(graph_server: FakeGraph, settings, monkeypatch) -> FakeGraph:
     return graph_server
 
 
-def make_credentials(fake: FakeGraph, email: str) -> dict[str, Any]:
-    """Credentials as a connect stores them: msal's cache, filled by msal from tokens the fake issued."""
-    tokens = fake.issue_tokens(email)
+def make_credentials(fake: FakeGraph, email: str, scopes: tuple[str, ...] | list[str] = tuple(auth.SCOPES)
+                     ) -> dict[str, Any]:
+    """Credentials as a connect stores them: msal's cache, filled by msal from tokens the fake
+    issued for ``scopes`` (add auth.MAIL_READ_WRITE for an account that allowed write-back)."""
+    tokens = fake.issue_tokens(email, scopes=scopes)
     cache = msal.SerializableTokenCache()
-    result = auth.msal_app(cache).acquire_token_by_refresh_token(tokens["refresh_token"], auth.SCOPES)
+    result = auth.msal_app(cache).acquire_token_by_refresh_token(tokens["refresh_token"], list(scopes))
     assert "access_token" in result, result
     account = next(iter(cache.search(msal.TokenCache.CredentialType.ACCOUNT)))
-    return {"token_cache": cache.serialize(), "home_account_id": account["home_account_id"]}
+    return {"token_cache": cache.serialize(), "home_account_id": account["home_account_id"],
+            "scopes": auth.granted_scopes(result.get("scope") or list(scopes))}
 
 
 @pytest.fixture

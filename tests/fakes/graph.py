@@ -13,7 +13,11 @@ under ``/v1.0``: ``/me``, mail folders, ``messages/delta`` (nextLink/deltaLink, 
 updated entries carrying only what changed; tokens made invalid with ``expire_deltas`` answer
 410 Gone, ``syncStateNotFound`` or ``resyncRequired``), ``messages`` with ``$filter``, a
 message's ``internetMessageHeaders``, ``$value`` (MIME), attachments, JSON ``$batch`` and
-subscriptions (create with the validation handshake, renew, delete). Failures (429 with
+subscriptions (create with the validation handshake, renew, delete), and ``PATCH`` of a message's
+``isRead`` (needs Mail.ReadWrite: 403 ErrorAccessDenied without it; the change shows in the
+delta). Tokens carry scopes: the consent page grants what the sign-in asked for, minus what a test
+unticks (``untick_on_consent``); a refresh grants what it asks for, which must be among what the
+refresh token was granted (else ``invalid_grant``, consent_required). Failures (429 with
 Retry-After...) are injected with ``fail``. Delta and listing tokens are stateless (they
 encode their position), so a nextLink can be followed again after a failure.
 
@@ -50,6 +54,9 @@ TENANT = "fake-tenant"
 CLIENT_ID = "00000000-fake-4c1e-8d1e-000000000001"
 CLIENT_SECRET = "fake-client-secret-value"
 MAX_SUBSCRIPTION_MINUTES = 10_080
+READ_SCOPES = ("Mail.Read", "User.Read")
+MAIL_READ_WRITE = "Mail.ReadWrite"
+OPENID_SCOPES = ("openid", "profile", "offline_access")
 _ids = itertools.count(1)
 
 
@@ -76,6 +83,12 @@ def _encode(value: Any) -> str:
 
 def _decode(value: str) -> Any:
     return json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+
+
+def _graph_scopes(scope: str) -> list[str]:
+    """The Graph scopes of a space-separated ``scope`` (resource prefix dropped), without the OpenID ones."""
+    names = [item.rsplit("/", 1)[-1] for item in scope.split()]
+    return [name for name in dict.fromkeys(names) if name and name.lower() not in (*OPENID_SCOPES, "email")]
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -308,15 +321,15 @@ class FakeGraph:
     def reset(self) -> None:
         with self.lock:
             self.mailboxes: dict[str, Mailbox] = {}
-            self.access: dict[str, tuple[str, float]] = {}  # token -> (email, expires at)
-            self.refresh: dict[str, str] = {}  # token -> email
+            self.access: dict[str, tuple[str, float, frozenset[str]]] = {}  # token -> (email, expires at, scopes)
+            self.refresh: dict[str, tuple[str, tuple[str, ...]]] = {}  # token -> (email, scopes granted)
             self.codes: dict[str, dict[str, str]] = {}
             self.subscriptions: dict[str, dict[str, Any]] = {}
             self.rules: list[_FailRule] = []
             self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
             self.consent_email: str | None = None
             self.denied = False
-            self.granted_scope = "Mail.Read User.Read openid profile offline_access"
+            self.unticked: frozenset[str] = frozenset()  # lower-case scopes the consent page will not grant
             self.counts: dict[str, int] = {"graph": 0, "attachments": 0, "token": 0}
             self.validator = None
 
@@ -338,10 +351,14 @@ class FakeGraph:
     def deny_consent(self) -> None:
         self.denied = True
 
+    def untick_on_consent(self, *scopes: str) -> None:
+        """The user will untick these scopes on the consent page: the code grants the others."""
+        self.unticked = frozenset(scope.lower() for scope in scopes)
+
     def revoke(self, email: str) -> None:
         """The user withdrew consent: refresh and access tokens stop working."""
         with self.lock:
-            self.refresh = {token: owner for token, owner in self.refresh.items() if owner != email}
+            self.refresh = {token: value for token, value in self.refresh.items() if value[0] != email}
             self.access = {token: value for token, value in self.access.items() if value[0] != email}
 
     def expire_access_tokens(self, email: str) -> None:
@@ -358,14 +375,18 @@ class FakeGraph:
     def graph_requests(self, pattern: str = "") -> list[tuple[str, str, dict[str, str]]]:
         return [r for r in self.requests if "/v1.0/" in r[1] and re.search(pattern, r[1])]
 
-    def issue_tokens(self, email: str, *, expires_in: int = 3600) -> dict[str, Any]:
-        """Tokens as the token endpoint gives them (msal's cache is made from such an answer)."""
+    def issue_tokens(self, email: str, *, expires_in: int = 3600, scopes: tuple[str, ...] | list[str] = READ_SCOPES,
+                     access_scopes: tuple[str, ...] | list[str] | None = None) -> dict[str, Any]:
+        """Tokens as the token endpoint gives them (msal's cache is made from such an answer):
+        a refresh token granted ``scopes`` and an access token of ``access_scopes`` (default: all
+        of them; a subset when a refresh asked for less)."""
         with self.lock:
             box = self.mailboxes.get(email) or self.add_mailbox(email)
             access, refresh = "eyJ0eXAi.fake-at-" + secrets.token_urlsafe(24), "0.fake-rt-" + secrets.token_urlsafe(24)
-            self.access[access] = (email, time.time() + expires_in)
-            self.refresh[refresh] = email
-            return {"token_type": "Bearer", "scope": self.granted_scope, "expires_in": expires_in,
+            carried = list(scopes if access_scopes is None else access_scopes)
+            self.access[access] = (email, time.time() + expires_in, frozenset(scope.lower() for scope in carried))
+            self.refresh[refresh] = (email, tuple(scopes))
+            return {"token_type": "Bearer", "scope": " ".join([*carried, *OPENID_SCOPES]), "expires_in": expires_in,
                     "ext_expires_in": expires_in, "access_token": access, "refresh_token": refresh,
                     "id_token": self._id_token(box, nonce=None),
                     "client_info": b64url(json.dumps({"uid": box.user_id, "utid": TENANT}).encode())}
@@ -435,8 +456,9 @@ class FakeGraph:
         if query.get("code_challenge_method") != "S256" or not query.get("code_challenge"):
             return oauth_error("invalid_request", "AADSTS50148: PKCE S256 required")
         code = "0.fake-code-" + secrets.token_urlsafe(24)
+        granted = [scope for scope in _graph_scopes(query.get("scope", "")) if scope.lower() not in self.unticked]
         self.codes[code] = {"email": self.consent_email or "", "challenge": query["code_challenge"],
-                            "redirect_uri": redirect, "nonce": query.get("nonce", "")}
+                            "redirect_uri": redirect, "nonce": query.get("nonce", ""), "scopes": granted}
         params = {"code": code, "state": query.get("state", ""), "session_state": secrets.token_hex(8)}
         return 302, {"Location": redirect + "?" + urllib.parse.urlencode(params)}, b""
 
@@ -455,15 +477,23 @@ class FakeGraph:
                                                     "code_challenge.")
             if form.get("redirect_uri") != record["redirect_uri"]:
                 return oauth_error("invalid_grant", "AADSTS50148: redirect_uri mismatch.")
-            tokens = self.issue_tokens(record["email"])
+            tokens = self.issue_tokens(record["email"], scopes=record["scopes"])
             box = self.mailboxes[record["email"]]
             tokens["id_token"] = self._id_token(box, record["nonce"] or None)
             return json_response(200, tokens)
         if grant == "refresh_token":
-            email = self.refresh.pop(form.get("refresh_token", ""), None)  # rotated: one use
-            if email is None:
+            token = form.get("refresh_token", "")
+            found = self.refresh.pop(token, None)  # rotated: one use (pop: atomic against a racing refresh)
+            if found is None:
                 return oauth_error("invalid_grant", "AADSTS700082: The refresh token has expired or was revoked.")
-            return json_response(200, self.issue_tokens(email))
+            email, granted = found
+            asked = _graph_scopes(form.get("scope", "")) or list(granted)
+            if {scope.lower() for scope in asked} - {scope.lower() for scope in granted}:
+                self.refresh[token] = found  # refused: the token stays usable for what it was granted
+                answer = oauth_error("invalid_grant", "AADSTS65001: The user or administrator has not consented "
+                                                      "to use the application.")
+                return json_response(400, {**json.loads(answer[2]), "suberror": "consent_required"})
+            return json_response(200, self.issue_tokens(email, scopes=granted, access_scopes=asked))
         return oauth_error("unsupported_grant_type", "AADSTS70003: unsupported grant")
 
     # --- Graph
@@ -478,10 +508,11 @@ class FakeGraph:
             self.counts["graph"] += 1
             return self._batch(box, headers, body)
         self.counts["attachments" if "/attachments/" in path and path.endswith("/$value") else "graph"] += 1
-        return self.route(box, method, path, query, headers, body)
+        return self.route(box, method, path, query, headers, body, scopes=owner[2])
 
     def route(self, box: Mailbox, method: str, path: str, query: dict[str, str], headers: dict[str, str],
-              body: bytes) -> Response:
+              body: bytes, *, scopes: frozenset[str] = frozenset()) -> Response:
+        """One Graph call of ``box``; ``scopes``: those the access token carries (lower case)."""
         immutable = 'idtype="immutableid"' in headers.get("prefer", "").lower()
         parts = [urllib.parse.unquote(part) for part in path.strip("/").split("/")]
         if parts == ["me"]:
@@ -500,6 +531,9 @@ class FakeGraph:
             return self._delta(box, parts[2], query, headers)
         if parts[:2] == ["me", "mailFolders"] and parts[3:] == ["messages"]:
             return self._list(box, parts[2], query)
+        if method == "PATCH" and (parts[:2] == ["me", "messages"] and len(parts) == 3
+                                  or parts[0] == "users" and parts[2:3] == ["messages"] and len(parts) == 4):
+            return self._patch(box, parts[-1], scopes, body)
         if parts[:2] == ["me", "messages"] and len(parts) >= 3:
             message = box.messages.get(parts[2])
             if message is None or message.deleted:
@@ -524,6 +558,23 @@ class FakeGraph:
         if parts[0] == "subscriptions":
             return self._subscriptions(method, parts[1:], body)
         return graph_error(400, "BadRequest", f"Unsupported {method} {path}")
+
+    def _patch(self, box: Mailbox, message_id: str, scopes: frozenset[str], body: bytes) -> Response:
+        """PATCH of a message: Mail.ReadWrite is needed (a Mail.Read token is denied, as by Graph);
+        only ``isRead`` is supported, and the change is logged for the delta like any other."""
+        if MAIL_READ_WRITE.lower() not in scopes:
+            return graph_error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+        message = box.messages.get(message_id)
+        if message is None or message.deleted:
+            return graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        try:
+            changes = json.loads(body or b"{}")
+        except ValueError:
+            return graph_error(400, "BadRequest", "Invalid JSON.")
+        if not isinstance(changes, dict) or set(changes) - {"isRead"} or not isinstance(changes.get("isRead"), bool):
+            return graph_error(400, "FakeUnsupported", "This fake only changes isRead.")
+        box.mark(message_id, is_read=changes["isRead"])
+        return json_response(200, message.entry())
 
     def _delta(self, box: Mailbox, folder: str, query: dict[str, str], headers: dict[str, str]) -> Response:
         size = 10

@@ -1,11 +1,13 @@
 """Outlook harness for the provider contract suite: a mailbox on the fake Graph (tests/fakes/graph.py)."""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
 from integrations.accounts import save_credentials
 from integrations.models import ProviderAccount
+from integrations.providers.outlook import auth
 from tests.fakes.graph import FakeGraph
 from tests.fixtures_outlook import make_credentials
 
@@ -34,6 +36,21 @@ class OutlookHarness:
         added = [self.box.add(**kwargs) for _ in range(count)]
         self.ids += added
         return added
+
+    def add_unread(self, count: int) -> None:
+        """``count`` unread Inbox messages, a minute apart (Graph's times have whole seconds: the
+        contract orders them by sent time)."""
+        start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=count)
+        self.ids += [self.box.add(is_read=False, received=start + dt.timedelta(minutes=number))
+                     for number in range(count)]
+
+    def allow_mark_read(self, account: ProviderAccount) -> None:
+        """The user reconnected allowing Mail.ReadWrite."""
+        save_credentials(account, make_credentials(self.fake, self.email, (*auth.SCOPES, auth.MAIL_READ_WRITE)))
+
+    def read_states(self) -> list[bool]:
+        return [self.box.messages[message_id].fields["isRead"] for message_id in self.ids
+                if not self.box.messages[message_id].deleted]
 
     def add_malformed(self) -> None:
         self.ids.append(self.box.add(subject="broken", sent_date="yesterday-ish"))

@@ -308,3 +308,85 @@ def test_nothing_in_the_mailbox_is_changed(harness, graph_fake):
     assert {method for method, _path, _headers in graph_fake.graph_requests()} <= {"GET", "POST"}
     posts = [path for method, path, _headers in graph_fake.graph_requests() if method == "POST"]
     assert posts and all(path.endswith("/$batch") for path in posts)
+
+
+# --- write-back: marking messages read (Capability.MARK_READ) ------------------------------------
+
+def test_mark_read_without_mail_readwrite_says_to_reconnect_and_changes_nothing(harness, graph_fake):
+    from integrations.providers.base import Capability, PermanentError
+    from integrations.providers.outlook.provider import OutlookProvider
+
+    unread = harness.box.add(subject="Task")
+    account = harness.make_account()  # signed in read-only
+    blocker = OutlookProvider.missing_grant(account, Capability.MARK_READ)
+    assert "read-only access" in blocker and "reconnect it" in blocker
+    graph_fake.requests.clear()
+    with OutlookProvider(account) as provider, pytest.raises(PermanentError, match="read-only access"):
+        provider.mark_read([f"Inbox:{unread}"])
+    assert graph_fake.graph_requests() == [] and harness.box.messages[unread].fields["isRead"] is False
+
+
+def test_an_account_stored_before_scopes_were_recorded_is_read_only(harness):
+    from integrations.providers.base import Capability
+    from integrations.providers.outlook.provider import OutlookProvider
+
+    account = harness.make_account()
+    account.credentials = {key: value for key, value in account.credentials.items() if key != "scopes"}
+    assert auth.stored_scopes(account.credentials) == auth.SCOPES
+    assert "read-only access" in OutlookProvider.missing_grant(account, Capability.MARK_READ)
+
+
+def test_mark_read_when_microsoft_withdrew_the_permission(harness, graph_fake):
+    from integrations.providers.base import PermanentError
+    from integrations.providers.outlook.provider import OutlookProvider
+
+    unread = harness.box.add(subject="Task")
+    account = harness.make_account()
+    # The stored grant says Mail.ReadWrite, but the token Graph honours no longer carries it.
+    account.credentials = {**account.credentials, "scopes": [*auth.SCOPES, auth.MAIL_READ_WRITE]}
+    with OutlookProvider(account) as provider, pytest.raises(PermanentError, match="Reconnect the account and allow"):
+        provider.mark_read([f"Inbox:{unread}"])
+    assert [r[0] for r in graph_fake.graph_requests("/me/messages/")] == ["PATCH"]
+    assert harness.box.messages[unread].fields["isRead"] is False
+
+
+def test_mark_read_of_a_message_deleted_since_the_sync(harness):
+    from integrations.providers.base import PermanentError
+    from integrations.providers.outlook.provider import OutlookProvider
+
+    gone = harness.box.add(subject="Task")
+    account = harness.make_account()
+    harness.allow_mark_read(account)
+    harness.box.delete(gone)
+    with OutlookProvider(account) as provider, pytest.raises(PermanentError, match="no longer in the Outlook mailbox"):
+        provider.mark_read([f"Inbox:{gone}"])
+
+
+def test_mark_read_is_retried_when_throttled_and_changes_only_isread(harness, graph_fake, slept):
+    from integrations.providers.outlook.provider import OutlookProvider
+
+    unread = harness.box.add(subject="Task", flagged=True)
+    account = harness.make_account()
+    harness.allow_mark_read(account)
+    before = dict(harness.box.messages[unread].fields)
+    graph_fake.fail("PATCH", "/me/messages/", 429, headers={"Retry-After": "2"})
+    with OutlookProvider(account) as provider:
+        provider.mark_read([f"SentItems:{unread}"])  # the id is immutable: the folder part does not matter
+    assert slept == [2.0]
+    patches = graph_fake.graph_requests("/me/messages/")
+    assert [r[0] for r in patches] == ["PATCH", "PATCH"]
+    assert harness.box.messages[unread].fields == {**before, "isRead": True}
+
+
+def test_a_refresh_asks_for_the_scopes_the_account_was_granted(harness, graph_fake):
+    """Graph refuses the access token (401): msal refreshes it asking for the stored scopes, so the
+    new token still carries Mail.ReadWrite and the PATCH goes through."""
+    from integrations.providers.outlook.provider import OutlookProvider
+
+    unread = harness.box.add(subject="Task")
+    account = harness.make_account()
+    harness.allow_mark_read(account)
+    graph_fake.expire_access_tokens(harness.email)
+    with OutlookProvider(account) as provider:
+        provider.mark_read([f"Inbox:{unread}"])
+    assert graph_fake.counts["token"] >= 1 and harness.box.messages[unread].fields["isRead"] is True

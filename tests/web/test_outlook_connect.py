@@ -58,7 +58,8 @@ def test_connect_outlook_end_to_end(signed_in, user, microsoft):
     account = ProviderAccount.objects.get()
     assert (account.owner, account.provider, account.external_address, account.config, account.status) == (
         user, "outlook", EMAIL, {"email": EMAIL}, "connected")
-    assert set(account.credentials) == {"token_cache", "home_account_id"}
+    assert set(account.credentials) == {"token_cache", "home_account_id", "scopes"}
+    assert account.credentials["scopes"] == ["Mail.Read", "User.Read"]  # read-only: no write-back asked
     cache = json.loads(account.credentials["token_cache"])
     [refresh_token] = [entry["secret"] for entry in cache["RefreshToken"].values()]
     with connection.cursor() as cursor:
@@ -96,6 +97,64 @@ def test_reconnect_lifts_reauth_required_and_reuses_the_account(signed_in, micro
     assert ProviderAccount.objects.count() == 1
     assert (account.status, account.last_error) == ("connected", "")
     assert account.credentials["token_cache"] != old
+
+
+def scopes_asked(authorize_url: str) -> list[str]:
+    """The Graph scopes a sign-in asks for (msal's OpenID ones left out), sorted."""
+    scope = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(authorize_url).query))["scope"]
+    return sorted(set(scope.split()) - {"offline_access", "openid", "profile"})
+
+
+READ_ONLY = ["Mail.Read", "User.Read"]
+READ_WRITE = ["Mail.Read", "Mail.ReadWrite", "User.Read"]
+
+
+def test_write_back_makes_the_reconnect_ask_for_mail_readwrite_and_only_then(signed_in, microsoft):
+    from automation.models import AccountAutomation
+
+    connect(signed_in)
+    account = ProviderAccount.objects.get()
+    assert scopes_asked(start(signed_in, f"/connections/{account.pk}/reconnect/")) == READ_ONLY
+    automation = AccountAutomation.objects.create(account=account, write_back=True)
+    assert scopes_asked(start(signed_in, "/connections/connect/outlook/")) == READ_ONLY  # a new account
+    authorize_url = start(signed_in, f"/connections/{account.pk}/reconnect/")
+    assert scopes_asked(authorize_url) == READ_WRITE
+    response = callback(signed_in, consent(authorize_url))
+    assert response.status_code == 302
+    account.refresh_from_db()
+    assert sorted(account.credentials["scopes"]) == READ_WRITE
+    page = signed_in.get("/connections/").content.decode()
+    assert "read-only access" not in page
+    # A refresh keeps what was granted: the new access token can still mark messages read.
+    message_id = microsoft.mailbox(EMAIL).add(subject="Task")
+    microsoft.expire_access_tokens(EMAIL)
+    from integrations.providers.registry import provider_class
+
+    with provider_class("outlook")(account) as provider:
+        provider.mark_read([f"Inbox:{message_id}"])
+    assert microsoft.mailbox(EMAIL).messages[message_id].fields["isRead"] is True
+    # Write-back turned off again: the next sign-in is read-only, and so is what it stores.
+    automation.write_back = False
+    automation.save()
+    callback(signed_in, consent(start(signed_in, f"/connections/{account.pk}/reconnect/")))
+    account.refresh_from_db()
+    assert account.credentials["scopes"] == READ_ONLY
+
+
+def test_readwrite_unticked_on_the_consent_page_connects_read_only_and_says_so(signed_in, microsoft):
+    from automation.models import AccountAutomation
+
+    connect(signed_in)
+    account = ProviderAccount.objects.get()
+    AccountAutomation.objects.create(account=account, write_back=True)
+    microsoft.untick_on_consent("Mail.ReadWrite")
+    response = callback(signed_in, consent(start(signed_in, f"/connections/{account.pk}/reconnect/")))
+    assert response.status_code == 302
+    account.refresh_from_db()
+    assert account.status == "connected" and account.credentials["scopes"] == READ_ONLY
+    page = signed_in.get("/connections/").content.decode()
+    assert f"Connected {EMAIL}" in page
+    assert "was connected with read-only access" in page and "allow Outlook to read and write your mail" in page
 
 
 def test_connect_again_reuses_the_account_of_the_same_address(signed_in):

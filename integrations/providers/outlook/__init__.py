@@ -10,8 +10,12 @@ What an account stores (the contract between these modules):
 
 ``ProviderAccount.credentials`` (encrypted):
 ``{"token_cache": str (msal.SerializableTokenCache.serialize()), "home_account_id": str,
+"scopes": [str, ...] (the Graph scopes the sign-in granted, without the OpenID ones: "Mail.Read",
+"User.Read", and "Mail.ReadWrite" when write-back asked for it and the user allowed it; absent in
+accounts connected before it was recorded, which means "Mail.Read", "User.Read"),
 "client_state": str (the push subscription's secret, once push is on)}``. msal owns the cache's
-content (refresh token, access token, id token); nothing else reads or writes tokens.
+content (refresh token, access token, id token); nothing else reads or writes tokens. Token
+refreshes ask for ``scopes`` (auth.stored_scopes), so a token keeps what was granted.
 
 ``ProviderAccount.config``: ``{"email": address, "folders": [well-known name or folder id, ...]}``
 (``folders`` optional, default OUTLOOK_FOLDERS: Inbox and SentItems). ``external_address`` is

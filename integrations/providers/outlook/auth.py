@@ -36,6 +36,12 @@ logger = logging.getLogger(__name__)
 
 # msal adds offline_access, openid and profile itself (and refuses them if passed).
 SCOPES = ["Mail.Read", "User.Read"]
+# Marks messages read (task write-back): asked for only while a feature the user turned on wants
+# Capability.MARK_READ (connect.scopes_for). It also allows other changes to messages, which is
+# why it is never asked for by default; this site only ever sets isRead with it.
+MAIL_READ_WRITE = "Mail.ReadWrite"
+# The OpenID scopes msal adds (and refuses as input); never stored as granted.
+RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 # An access token expiring within this is refreshed before use.
 REFRESH_MARGIN_SECONDS = 300
 TOKEN_TIMEOUT_SECONDS = 30
@@ -67,6 +73,27 @@ def msal_app(cache: msal.SerializableTokenCache | None = None) -> msal.Confident
         timeout=TOKEN_TIMEOUT_SECONDS,
         instance_discovery=None if host.lower() in MICROSOFT_HOSTS else False,
     )
+
+
+def granted_scopes(scope: str | list[str] | None) -> list[str]:
+    """The Graph scopes in a token answer's ``scope`` (space-separated, possibly with the resource
+    prefix, ``https://graph.microsoft.com/Mail.Read``), without the OpenID ones, in the spelling
+    of this module's constants where known (msal matches cached tokens to scopes case-sensitively)."""
+    known = {name.lower(): name for name in (*SCOPES, MAIL_READ_WRITE)}
+    items = scope.split() if isinstance(scope, str) else list(scope or ())
+    found: dict[str, str] = {}
+    for item in items:
+        name = str(item).rsplit("/", 1)[-1]
+        if name and name.lower() not in RESERVED_SCOPES:
+            found.setdefault(name.lower(), known.get(name.lower(), name))
+    return list(found.values())
+
+
+def stored_scopes(credentials: dict[str, Any]) -> list[str]:
+    """The scopes the account was granted (credentials ``scopes``); SCOPES when absent (accounts
+    connected before the scopes were recorded were all read-only)."""
+    scopes = granted_scopes(credentials.get("scopes"))
+    return scopes or list(SCOPES)
 
 
 def load_cache(credentials: dict[str, Any]) -> msal.SerializableTokenCache:
@@ -145,7 +172,9 @@ def _acquire(credentials: dict[str, Any], *, force: bool) -> tuple[str, dict[str
         signed_in = next((a for a in app.get_accounts() if a.get("home_account_id") == home_account_id), None)
         if signed_in is None:
             raise AuthError(f"{RECONNECT_MESSAGE} (the stored sign-in is gone)", permanent=True)
-        result = app.acquire_token_silent_with_error(SCOPES, signed_in, force_refresh=force)
+        # The scopes the account was granted, not just SCOPES: a refresh asking for less would
+        # still work, but a token of Mail.ReadWrite must stay one for write-back.
+        result = app.acquire_token_silent_with_error(stored_scopes(credentials), signed_in, force_refresh=force)
     except (requests.RequestException, OSError) as error:
         raise TransientError(f"Microsoft's sign-in service could not be reached ({type(error).__name__}); "
                              "it will be retried.") from None

@@ -12,13 +12,14 @@ What it takes care of, once for the provider, the push code and the connect flow
   MAX_ATTEMPTS times, waits up to MAX_INLINE_WAIT_SECONDS; then RateLimited(retry_after), and
   the engine resumes the account later from its saved position;
 - errors: other 5xx, timeouts and dropped connections are retried, then TransientError; 410
-  and the sync-state codes raise CursorExpired; 404 NotFound; 403 AuthError (a permission not
-  granted); other 4xx PermanentError. Messages carry Graph's error code, never a token;
+  and the sync-state codes raise CursorExpired; 404 NotFound; 403 Forbidden (an AuthError: a
+  permission not granted); other 4xx PermanentError. Messages carry Graph's error code, never a token;
 - ``$batch``: JSON batches of at most MAX_BATCH_REQUESTS; throttled parts are retried on their
   own after their Retry-After.
 
 Every HTTP round trip (a batch counts once) is reported through ``on_call``. Only GETs of
-mail exist here, plus the subscription calls of push (which change nothing in the mailbox).
+mail exist here, plus the subscription calls of push (which change nothing in the mailbox) and
+the provider's ``mark_read`` (a PATCH of isRead, through ``request``: the one mailbox change).
 """
 from __future__ import annotations
 
@@ -67,6 +68,11 @@ sleep = time.sleep  # monkeypatched by tests
 
 class NotFound(PermanentError):
     """Graph answered 404 (a message deleted since it was listed, an unknown subscription)."""
+
+
+class Forbidden(AuthError):
+    """Graph answered 403: the token lacks a permission (e.g. Mail.ReadWrite was withdrawn).
+    Permanent: only the user, by reconnecting and allowing it, can change that."""
 
 
 # --- the per-mailbox limits -----------------------------------------------------------------
@@ -137,7 +143,7 @@ def classify(status: int, code: str, what: str, headers: Any = None) -> Provider
     if status == 401:
         return AuthError(f"Graph refused the access token for {what} ({code or 'InvalidAuthenticationToken'}).")
     if status == 403:
-        return AuthError(f"Reconnect Outlook: Graph denied {what} ({code or 'Forbidden'}); the mailbox permission "
+        return Forbidden(f"Reconnect Outlook: Graph denied {what} ({code or 'Forbidden'}); the mailbox permission "
                          "(Mail.Read) may have been withdrawn.", permanent=True)
     if status == 404:
         return NotFound(f"Graph found no {what} ({code or 'NotFound'})")

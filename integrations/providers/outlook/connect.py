@@ -2,8 +2,9 @@
 
 ``start`` records a sign-in with integrations.oauth (a state bound to the user, one use, ten
 minutes), has msal build the flow with that state (``initiate_auth_code_flow``: PKCE S256 and an
-OpenID nonce; scopes Mail.Read and User.Read, to which msal adds offline_access, openid and
-profile) and keeps msal's flow on the server, in the sign-in's encrypted ``code_verifier`` column
+OpenID nonce; scopes Mail.Read and User.Read, plus Mail.ReadWrite only while a feature the user
+turned on for the account wants Capability.MARK_READ, see ``scopes_for``; msal adds
+offline_access, openid and profile) and keeps msal's flow on the server, in the sign-in's encrypted ``code_verifier`` column
 (as JSON: its PKCE code_verifier and nonce never reach the browser). A sign-in started through
 the API therefore finishes in the browser just as one started from the page. The redirect URI is
 APP_PUBLIC_URL + the callback path.
@@ -12,7 +13,9 @@ APP_PUBLIC_URL + the callback path.
 consent, an unknown, used, expired or other user's state are refused there), lets msal exchange
 the code (``acquire_token_by_auth_code_flow``: state, PKCE and nonce), reads the address from
 ``/me``, and creates or updates the user's Outlook account of that address, storing msal's
-serialized token cache and home account id (credentials, encrypted). Any failure raises
+serialized token cache, home account id and the scopes granted (credentials, encrypted; the
+user may untick Mail.ReadWrite on Microsoft's page: the account is then connected read-only, and
+the provider's missing_grant says so). Any failure raises
 OAuthError with a message for the user, having stored nothing.
 """
 from __future__ import annotations
@@ -51,6 +54,19 @@ class OutlookConnect(OAuthConnect):
     def public_config(self, config: dict) -> dict:
         return {key: config[key] for key in ("email", "folders") if key in config}
 
+    @staticmethod
+    def scopes_for(account: ProviderAccount | None) -> list[str]:
+        """What a sign-in for ``account`` asks for: auth.SCOPES (Mail.Read, User.Read), and
+        Mail.ReadWrite only while a feature the user enabled for it wants MARK_READ
+        (integrations.grants). A new account, or one whose write-back was turned off, signs in
+        read-only again."""
+        from integrations import grants  # grants imports the provider registry, which imports this
+        from integrations.providers.base import Capability
+
+        if Capability.MARK_READ in grants.wanted(account):
+            return [*auth.SCOPES, auth.MAIL_READ_WRITE]
+        return list(auth.SCOPES)
+
     def start(self, request: HttpRequest, account: ProviderAccount | None = None) -> str:
         from integrations import oauth
         from integrations.models import OAuthState
@@ -58,7 +74,7 @@ class OutlookConnect(OAuthConnect):
         state, _verifier = oauth.begin(request.user, self.provider_key, account=account)
         try:
             flow = auth.msal_app().initiate_auth_code_flow(
-                auth.SCOPES, redirect_uri=oauth.redirect_uri(self.provider_key), state=state,
+                self.scopes_for(account), redirect_uri=oauth.redirect_uri(self.provider_key), state=state,
                 prompt="select_account", login_hint=account.external_address if account is not None else None)
         except (requests.RequestException, ValueError) as error:
             logger.warning("Microsoft's sign-in service could not be used to start a sign-in (%s)",
@@ -97,11 +113,14 @@ class OutlookConnect(OAuthConnect):
     # --- the steps of finish
 
     def _exchange(self, flow: dict[str, Any], request: HttpRequest) -> dict[str, Any]:
-        """msal's code exchange; the credentials to store (package docstring)."""
+        """msal's code exchange; the credentials to store (package docstring). The scopes redeemed
+        are those the sign-in asked for (kept in the flow at start), so a write-back turned on or
+        off meanwhile does not make the answer mismatch its request."""
         cache = msal.SerializableTokenCache()
+        asked = auth.granted_scopes(flow.get("scope")) or list(auth.SCOPES)
         try:
             result = auth.msal_app(cache).acquire_token_by_auth_code_flow(
-                flow, {key: value for key, value in request.GET.items()}, scopes=auth.SCOPES)
+                flow, {key: value for key, value in request.GET.items()}, scopes=asked)
         except ValueError:  # msal: the state (or the flow) does not match this answer
             raise OAuthError(f"This sign-in's answer does not match the sign-in that was started. {AGAIN}",
                              code="bad_state") from None
@@ -123,8 +142,8 @@ class OutlookConnect(OAuthConnect):
             logger.warning("Microsoft's token endpoint failed while finishing a sign-in (%s)", code[:40])
             raise OAuthError(f"Microsoft's sign-in service failed ({code[:40]}); try again in a moment. {AGAIN}",
                              code="token_endpoint")
-        granted = {scope.rsplit("/", 1)[-1].lower() for scope in str(result.get("scope") or "").split()}
-        if "mail.read" not in granted:
+        granted = auth.granted_scopes(str(result.get("scope") or ""))
+        if "mail.read" not in {scope.lower() for scope in granted}:
             raise OAuthError(f"Microsoft did not grant read access to the mailbox (Mail.Read). {AGAIN}",
                              code="not_granted")
         accounts = list(cache.search(msal.TokenCache.CredentialType.ACCOUNT))
@@ -132,7 +151,8 @@ class OutlookConnect(OAuthConnect):
         if not accounts or not refresh_tokens:
             raise OAuthError("Microsoft granted no offline access (no refresh token came back), so the mailbox "
                              f"could not be synced in the background. {AGAIN}", code="not_granted")
-        return {"token_cache": cache.serialize(), "home_account_id": accounts[0]["home_account_id"]}
+        return {"token_cache": cache.serialize(), "home_account_id": accounts[0]["home_account_id"],
+                "scopes": granted}
 
     def _address(self, user: Any, credentials: dict[str, Any]) -> str:
         """The mailbox's address, from /me with the new token."""

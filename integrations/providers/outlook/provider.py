@@ -52,7 +52,8 @@ from integrations.providers.base import (
     ProviderError,
     TransientError,
 )
-from integrations.providers.outlook.client import IMMUTABLE_IDS, GraphClient, NotFound
+from integrations.providers.outlook import auth
+from integrations.providers.outlook.client import IMMUTABLE_IDS, Forbidden, GraphClient, NotFound
 from integrations.providers.outlook.connect import OutlookConnect
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class OutlookProvider(MessageProvider):
     key = "outlook"
     display_name = "Outlook / Microsoft 365"
     capabilities = frozenset({Capability.EMAIL, Capability.OAUTH, Capability.PUSH, Capability.FLAGS,
-                              Capability.DELETIONS, Capability.DATE_RANGE})
+                              Capability.DELETIONS, Capability.DATE_RANGE, Capability.MARK_READ})
     connect = OutlookConnect()
     page_size = 100  # Prefer: odata.maxpagesize; Graph pages are bounded by count, not bytes
 
@@ -102,6 +103,45 @@ class OutlookProvider(MessageProvider):
         from integrations.providers.outlook.push import renew_subscriptions
 
         return renew_subscriptions()
+
+    @classmethod
+    def missing_grant(cls, account: Any, capability: Capability) -> str | None:
+        """MARK_READ needs Mail.ReadWrite among the scopes the account was granted (credentials
+        ``scopes``; an account without them was connected read-only)."""
+        refused = super().missing_grant(account, capability)
+        if refused or capability != Capability.MARK_READ:
+            return refused
+        granted = {scope.lower() for scope in auth.stored_scopes(account.credentials or {})}
+        if auth.MAIL_READ_WRITE.lower() in granted:
+            return None
+        return (f"{account.external_address or 'This Outlook account'} was connected with read-only access. To let "
+                "finished tasks mark their messages read, reconnect it and allow Outlook to read and write your "
+                "mail on Microsoft's page (Connections, Reconnect).")
+
+    def mark_read(self, refs: list[str]) -> None:
+        """Sets ``isRead`` on each ref's message (``"{folder}:{id}"``, the id immutable, so a
+        message moved since keeps it) with ``PATCH /me/messages/{id}``: the only property this
+        provider ever changes, and only for write-back. The change shows in the next delta.
+
+        Raises PermanentError when Mail.ReadWrite was not granted (before any request), when the
+        message is gone (404), or when Graph refuses the change (403: the permission was
+        withdrawn); throttling and outages raise as every Graph call does (client).
+        """
+        missing = self.missing_grant(self.account, Capability.MARK_READ)
+        if missing:
+            raise PermanentError(missing)
+        for ref in refs:
+            message_id = ref.rpartition(":")[2]  # Graph ids hold no ":"; a folder id neither
+            try:
+                self.client.request("PATCH", f"me/messages/{quoted(message_id)}", json_body={"isRead": True},
+                                    prefer=[IMMUTABLE_IDS], what="marking a message read")
+            except NotFound:
+                raise PermanentError("The message is no longer in the Outlook mailbox (deleted since it was "
+                                     "synced), so it could not be marked read.") from None
+            except Forbidden:
+                raise PermanentError("Microsoft refused to let this site change the message: the permission to "
+                                     "read and write Outlook mail was withdrawn. Reconnect the account and allow "
+                                     "it (Connections, Reconnect).") from None
 
     def authenticate(self) -> None:
         """Makes sure a valid access token is at hand (refreshing it through msal if needed).
