@@ -1,9 +1,10 @@
 """Write-back: when a task made from an e-mail is done, the provider's copy is marked processed.
 
 Through the provider interface: a provider with Capability.MARK_READ implements
-``mark_read(refs)`` (IMAP sets \\Seen on every copy the account has; Gmail removes UNREAD).
+``mark_read(refs)`` (IMAP sets \\Seen on every copy the account has; Gmail removes UNREAD;
+Outlook sets isRead).
 Turning write-back on for an account makes it *want* MARK_READ (integrations.grants, registered
-by ``wanted_capabilities``), so Gmail's next sign-in asks for gmail.modify; until the user has
+by ``wanted_capabilities``), so the next sign-in asks for gmail.modify or Mail.ReadWrite; until the user has
 allowed it, the provider's ``missing_grant`` says what to do and that is the task's failure.
 The outcome, and any failure, is stored on the task.
 """
